@@ -1,0 +1,1 @@
+"""Training, exporting and calibrating the shipped extractive reader."""
