@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,11 +74,23 @@ def open_store(settings: Settings, profile: IndexProfile) -> tuple[IndexStore, s
 
 
 def file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    """SHA-256 of a regular file's bytes; DocumentError for a FIFO, device or folder.
+
+    Opened non-blocking and checked before reading: a FIFO named `notes.txt` would otherwise
+    block the whole build forever.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise DocumentError(str(path), "is not a regular file")
+        digest = hashlib.sha256()
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _missing_reason(path: Path) -> str:
+    return "is a broken symbolic link" if os.path.islink(path) else "disappeared while indexing"
 
 
 def sync_corpus(
@@ -103,7 +117,10 @@ def sync_corpus(
             try:
                 digest = file_hash(path)
             except FileNotFoundError:
-                _skip(report, doc_path, "disappeared while indexing")
+                _skip(report, doc_path, _missing_reason(path))
+                continue
+            except DocumentError as exc:
+                _skip(report, doc_path, exc.reason)
                 continue
             except OSError as exc:
                 _skip(report, doc_path, f"could not be read ({exc.strerror or exc})")
@@ -157,9 +174,12 @@ def _index_file(
     except DocumentError as exc:
         return _skip(report, doc_path, exc.reason)
     except FileNotFoundError:
-        return _skip(report, doc_path, "disappeared while indexing")
+        return _skip(report, doc_path, _missing_reason(path))
     except OSError as exc:
         return _skip(report, doc_path, f"could not be read ({exc.strerror or exc})")
+    except Exception as exc:  # a parser bug on one odd file must not stop the whole build
+        logger.debug("failed to load %s", path, exc_info=True)
+        return _skip(report, doc_path, f"could not be loaded ({type(exc).__name__}: {exc})")
     passages = split_passages(document, settings.passage_words, settings.passage_overlap_words)
     if not passages:
         return _skip(report, doc_path, "has no text to index")

@@ -53,9 +53,10 @@ def split_passages(document: Document, target_words: int = 150, overlap_words: i
         )
         if last + 1 >= len(units):
             break
-        # Step back over trailing sentences until they hold about `overlap_words`.
+        # Step back over trailing sentences until they hold about `overlap_words` (at least
+        # one sentence, so neighbours always share context).
         nxt, back = last + 1, 0
-        while nxt - 1 > first and back + units[nxt - 1][2] <= overlap_words:
+        while nxt - 1 > first and (back == 0 or back + units[nxt - 1][2] <= overlap_words) and overlap_words > 0:
             nxt -= 1
             back += units[nxt][2]
         first = nxt

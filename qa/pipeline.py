@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import threading
 import time
 import unicodedata
@@ -17,9 +18,16 @@ from pathlib import Path
 from qa.config import Settings
 from qa.indexing import IndexReport, open_store, profile_for, sync_corpus
 from qa.sentences import split_sentences
+from qa.store import IndexError_, IndexStore
 from qa.types import Answer, Hit
 
 logger = logging.getLogger(__name__)
+
+#: Lone UTF-16 surrogates (a JSON "\ud800" escape, bad decoding) cannot be encoded to UTF-8,
+#: so the tokenizer would fail on them with a TypeError.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+#: Characters a question is cleaned of: controls, format marks, line/paragraph separators, surrogates.
+_NOT_TEXT = ("Cc", "Cf", "Zl", "Zp", "Cs")
 
 
 @dataclass(frozen=True)
@@ -50,7 +58,7 @@ def validate_question(question: str, max_chars: int) -> str:
     """Return the question cleaned of control characters, or raise ValueError saying what to fix."""
     if not isinstance(question, str):
         raise ValueError(f"the question must be text, not {type(question).__name__}")
-    cleaned = "".join(" " if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch for ch in question)
+    cleaned = "".join(" " if unicodedata.category(ch) in _NOT_TEXT else ch for ch in question)
     cleaned = " ".join(cleaned.split())
     if not cleaned:
         raise ValueError("the question is empty: type a question about your documents")
@@ -118,16 +126,23 @@ class Engine:
             self._synced = True
             return report
 
-    def _install(self, store) -> None:
+    def _install(self, store, mtime: int | None = None) -> None:
+        """Serve `store`; `mtime` is that of the manifest it was read from (default: as on disk now)."""
         from qa.retrieval import HybridRetriever
 
-        self._store = store
         self._retriever = HybridRetriever(store, self.embedder)
-        manifest = store.directory / "manifest.json"
-        self._manifest_mtime = manifest.stat().st_mtime_ns if manifest.exists() else 0
+        self._store = store
+        if mtime is None:
+            manifest = store.directory / "manifest.json"
+            mtime = manifest.stat().st_mtime_ns if manifest.exists() else 0
+        self._manifest_mtime = mtime
 
     def _refresh_if_changed(self) -> None:
-        """Pick up an index another process (`qa index`, another server) saved since we loaded ours."""
+        """Pick up an index another process (`qa index`, another server) saved since we loaded ours.
+
+        If the new index cannot be read (or was built with other settings), keep answering from
+        the one we have: an empty store would silently answer nothing until the next change.
+        """
         manifest = Path(self.settings.index_dir) / "manifest.json"
         try:
             mtime = manifest.stat().st_mtime_ns
@@ -137,8 +152,13 @@ class Engine:
             with self._lock:
                 if mtime != self._manifest_mtime:
                     logger.info("index changed on disk; reloading")
-                    store, _ = open_store(self.settings, profile_for(self.settings, self.embedder))
-                    self._install(store)
+                    try:
+                        store = IndexStore.load(self.settings.index_dir, profile_for(self.settings, self.embedder))
+                    except (IndexError_, OSError) as exc:
+                        logger.warning("keeping the loaded index; the one on disk cannot be used: %s", exc)
+                        self._manifest_mtime = mtime  # do not retry on every question
+                        return
+                    self._install(store, mtime)
 
     def add_file(self, path: str | Path) -> IndexReport:
         """Index (or re-index) the corpus after a file was saved into it."""
@@ -230,6 +250,7 @@ class Engine:
         question = validate_question(question, self.settings.max_question_chars)
         if not isinstance(context, str):
             raise ValueError("the context must be text")
+        context = _SURROGATE.sub("\ufffd", context)  # one character for one: offsets still hold
         started = time.perf_counter()
         candidates = []
         for span in self.reader.read(question, [context]):

@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+#: Reads of an index that a concurrent writer keeps replacing, before giving up.
+_LOAD_ATTEMPTS = 5
 
 
 class IndexError_(RuntimeError):
@@ -139,7 +141,9 @@ class IndexStore:
         import faiss
 
         self.directory.mkdir(parents=True, exist_ok=True)
-        generation = self.generation + 1
+        # Past whatever is on disk: another writer may have saved since this store was loaded,
+        # and reusing its number would overwrite files a reader may be opening under that name.
+        generation = max(self.generation, _disk_generation(self.directory)) + 1
         vectors_name, passages_name = f"vectors-{generation}.faiss", f"passages-{generation}.json"
         with _atomic_path(self.directory / vectors_name) as tmp:
             faiss.write_index(self.faiss_index, str(tmp))
@@ -165,17 +169,36 @@ class IndexStore:
 
     @classmethod
     def load(cls, directory: str | Path, expected: IndexProfile) -> IndexStore:
-        """Read and cross-check an index; raise a subclass of IndexError_ when it cannot be trusted."""
+        """Read and cross-check an index; raise a subclass of IndexError_ when it cannot be trusted.
+
+        A writer in another process may replace the manifest and delete the files it named
+        while we read them; then the new manifest is read instead (a few times at most).
+        """
+        directory = Path(directory)
+        for attempt in range(_LOAD_ATTEMPTS):
+            try:
+                raw = (directory / MANIFEST).read_bytes()
+            except FileNotFoundError:
+                raise
+            except OSError as exc:
+                raise CorruptIndexError(f"unreadable manifest in {directory}: {exc}") from exc
+            try:
+                return cls._load_manifest(directory, expected, raw)
+            except CorruptIndexError:
+                if attempt + 1 == _LOAD_ATTEMPTS or _read_or_none(directory / MANIFEST) == raw:
+                    raise
+                logger.info("index in %s changed while it was read; reading it again", directory)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @classmethod
+    def _load_manifest(cls, directory: Path, expected: IndexProfile, raw: bytes) -> IndexStore:
         import faiss
 
-        directory = Path(directory)
         try:
-            manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+            manifest = json.loads(raw.decode("utf-8"))
             profile = IndexProfile(**manifest["profile"])
             files = manifest["files"]
-        except FileNotFoundError:
-            raise
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError) as exc:
             raise CorruptIndexError(f"unreadable manifest in {directory}: {exc}") from exc
         if profile != expected:
             changed = [k for k, v in asdict(expected).items() if asdict(profile).get(k) != v]
@@ -252,6 +275,22 @@ def _atomic_path(target: Path) -> Iterator[Path]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def _read_or_none(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def _disk_generation(directory: Path) -> int:
+    """The generation the manifest on disk names, or 0 when there is none or it is unreadable."""
+    try:
+        value = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))["generation"]
+        return int(value) if isinstance(value, int) and value > 0 else 0
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
 
 
 def _fsync_dir(directory: Path) -> None:

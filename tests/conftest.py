@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -12,7 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +43,7 @@ class WebServer:
 
     url: str
     corpus_dir: Path
+    index_dir: Path
     log_path: Path
     process: subprocess.Popen
     seed_file: str = SEED_FILE
@@ -78,28 +80,21 @@ def _wait_until_up(url: str, process: subprocess.Popen, log_path: Path) -> None:
     raise RuntimeError(f"app.py did not answer on {url} within {SERVER_START_TIMEOUT_S:.0f}s")
 
 
-@pytest.fixture(scope="session")
-def web_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
-    """`python app.py` on a free port over a temporary copy of the seeds; stopped at session end.
+@contextlib.contextmanager
+def run_app(corpus: Path, index: Path, log_path: Path) -> Iterator[WebServer]:
+    """`python app.py` on a free port over `corpus`/`index`, stopped on exit.
 
     $QA_TEST_APP replaces app.py (e.g. a harness with a stub engine, to debug the UI alone).
     """
-    seeds = seeds_dir()
-    if seeds is None:
-        pytest.fail(f"seed corpus with {SEED_FILE} not found (set QA_TEST_SEEDS)")
-    work = tmp_path_factory.mktemp("web")
-    corpus = work / "seeds"
-    _copy_writable(seeds, corpus)
     port = _free_port()
-    log_path = work / "server.log"
     # The test picks where the app listens and what it reads; other QA_* settings pass through.
     env = {k: v for k, v in os.environ.items() if k not in _OVERRIDDEN}
     env.update(PYTHONUNBUFFERED="1", GRADIO_ANALYTICS_ENABLED="False", NO_PROXY="127.0.0.1,localhost")
     app = os.environ.get("QA_TEST_APP", str(ROOT / "app.py"))
-    command = [sys.executable, app, "--port", str(port), "--corpus-dir", str(corpus), "--index-dir", str(work / "index")]
+    command = [sys.executable, app, "--port", str(port), "--corpus-dir", str(corpus), "--index-dir", str(index)]
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
-    server = WebServer(f"http://127.0.0.1:{port}", corpus, log_path, process)
+    server = WebServer(f"http://127.0.0.1:{port}", corpus, index, log_path, process)
     try:
         _wait_until_up(server.url + "/", process, log_path)
         log.info("web app up at %s (log: %s)", server.url, log_path)
@@ -111,3 +106,21 @@ def web_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(scope="session")
+def web_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
+    """The real web app over a temporary copy of the seeds, started once per session."""
+    seeds = seeds_dir()
+    if seeds is None:
+        pytest.fail(f"seed corpus with {SEED_FILE} not found (set QA_TEST_SEEDS)")
+    work = tmp_path_factory.mktemp("web")
+    _copy_writable(seeds, work / "seeds")
+    with run_app(work / "seeds", work / "index", work / "server.log") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def start_web_server() -> Callable[[Path, Path, Path], contextlib.AbstractContextManager[WebServer]]:
+    """`run_app` for tests that need another server, e.g. on the same folders after a restart."""
+    return run_app

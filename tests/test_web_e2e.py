@@ -84,9 +84,11 @@ def ask(page: Page, question: str | None = None, example: str | None = None) -> 
 
 
 def open_evidence(reply: Locator) -> Locator:
+    """Expand a reply's Evidence section and scroll the reply to the top for the screenshot."""
     details = reply.locator("details")
     details.locator("summary").click()
     expect(details).to_have_attribute("open", "")
+    reply.evaluate("el => el.scrollIntoView({block: 'start'})")
     return details
 
 
@@ -107,7 +109,9 @@ class ContentChecks:
             self.failures.append(f"expected {expected!r} highlighted in the sentence, got {marks!r}")
 
 
-def test_chat_answers_follows_up_and_learns_uploads(page: Page, web_server, tmp_path: Path) -> None:
+def test_chat_answers_follows_up_and_learns_uploads(
+    page: Page, web_server, start_web_server, tmp_path: Path
+) -> None:
     shots = Shots(page, tmp_path)
     content = ContentChecks()
     expect(page.get_by_text("Answers are quoted from them, never made up.")).to_be_visible()
@@ -167,6 +171,14 @@ def test_chat_answers_follows_up_and_learns_uploads(page: Page, web_server, tmp_
     expect(page.locator("#qa-docs")).not_to_contain_text("markup_notes.txt")
     assert not (web_server.corpus_dir / "uploads" / "markup_notes.txt").exists()
     shots.take("removed")
+
+    # 5. Uploads persist: a server started afresh on the same folders lists the upload.
+    with start_web_server(web_server.corpus_dir, web_server.index_dir, tmp_path / "restart.log") as again:
+        page.goto(again.url, wait_until="load")
+        docs = page.locator("#qa-docs")
+        expect(docs).to_contain_text("uploads/zorblatt.txt", timeout=ANSWER_TIMEOUT_MS)
+        expect(docs).not_to_contain_text("markup_notes.txt")
+        shots.take("after_restart")
     assert not content.failures, "reader-quality checks failed:\n" + "\n".join(content.failures)
 
 

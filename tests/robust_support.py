@@ -1,0 +1,255 @@
+"""Helpers shared by the robustness tests: corpora, index fingerprints, answer checks, a stub
+embedder, a subprocess app and the stats log behind /work/runs/robustness.md.
+
+Not a test module (no `test_` prefix); the robustness tests import it by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED_FILE = "000_b6ab0304c308f14d.txt"
+#: Generous "does not hang" bound for one question, not a speed target (2 busy CPU cores).
+CALL_LIMIT_S = float(os.environ.get("QA_ROBUST_CALL_LIMIT_S", "20"))
+#: Hypothesis examples per property; lower it (e.g. 5) while developing on a busy machine.
+EXAMPLES = int(os.environ.get("QA_ROBUST_EXAMPLES", "60"))
+SERVER_START_TIMEOUT_S = float(os.environ.get("QA_TEST_SERVER_TIMEOUT", "900"))
+
+
+# ----------------------------------------------------------------------------- corpora
+
+
+def seeds_dir() -> Path:
+    """The seed corpus: $QA_TEST_SEEDS, the repo's seeds/, or shared/seeds beside the checkout."""
+    for candidate in (os.environ.get("QA_TEST_SEEDS"), ROOT / "seeds", ROOT.parent / "shared" / "seeds"):
+        if candidate and (Path(candidate) / SEED_FILE).is_file():
+            return Path(candidate)
+    raise FileNotFoundError(f"seed corpus with {SEED_FILE} not found (set QA_TEST_SEEDS)")
+
+
+def copy_writable(src: Path, dst: Path) -> Path:
+    """Copy a folder and make it writable (the app saves uploads inside its corpus)."""
+    shutil.copytree(src, dst)
+    for path in [dst, *dst.rglob("*")]:
+        path.chmod(path.stat().st_mode | stat.S_IWUSR)
+    return dst
+
+
+def file_hashes(corpus: Path) -> dict[str, str]:
+    """Document path as the index names it ("corpus/x.txt") -> sha256 of its bytes."""
+    base = corpus.resolve().parent
+    return {
+        p.resolve().relative_to(base).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(corpus.rglob("*"))
+        if p.is_file() and not p.name.startswith(".")
+    }
+
+
+# ----------------------------------------------------------------------------- the index on disk
+
+
+def index_fingerprint(index_dir: Path) -> dict[str, str]:
+    """sha256 of the manifest and every data file it names: equal fingerprints, same index."""
+    manifest = index_dir / "manifest.json"
+    prints = {"manifest.json": hashlib.sha256(manifest.read_bytes()).hexdigest()}
+    for name in json.loads(manifest.read_text(encoding="utf-8"))["files"].values():
+        prints[name] = hashlib.sha256((index_dir / name).read_bytes()).hexdigest()
+    return prints
+
+
+def assert_store_consistent(store: Any, embedder: Any = None, sample: int = 6) -> None:
+    """verify() passes, positions map ids to passages, and (with `embedder`) a sample of stored
+    vectors are the embeddings of their passages' text, so ids, passages and vectors agree."""
+    from qa.store import faiss_id
+
+    store.verify()
+    assert len({p.id for p in store.passages}) == len(store.passages), "duplicate passage ids"
+    for position, passage in enumerate(store.passages):
+        assert store._position[faiss_id(passage.id)] == position
+    if embedder is not None and store.passages:
+        step = max(1, len(store.passages) // sample)
+        chosen = store.passages[::step][:sample]
+        stored = store.vectors_of(chosen)
+        fresh = embedder.encode([p.text for p in chosen])
+        cosines = np.sum(stored * fresh, axis=1)
+        assert np.all(cosines > 0.99), f"stored vectors do not match their passages: {cosines}"
+
+
+# ----------------------------------------------------------------------------- answers
+
+
+def assert_answer_well_formed(answer: Any, documents_root: Path | None = None) -> None:
+    """An Answer either quotes its source exactly or is an abstention without a source."""
+    from qa.types import Answer
+
+    assert isinstance(answer, Answer), type(answer)
+    assert isinstance(answer.text, str)
+    assert 0.0 <= answer.score <= 1.0, answer.score
+    if answer.abstained:
+        assert answer.source is None and answer.start is None, answer
+        return
+    assert answer.source and answer.start is not None and answer.end is not None, answer
+    assert answer.end - answer.start == len(answer.text)
+    if documents_root is not None:
+        from qa.documents import load_document
+
+        path = documents_root / answer.source
+        text = load_document(path, documents_root / answer.source.split("/")[0]).text
+        assert text[answer.start : answer.end] == answer.text
+
+
+PAYLOAD_KEYS = ("text", "score", "source", "start", "end", "context", "context_start", "abstained", "hits")
+
+
+def assert_payload_well_formed(payload: Any) -> None:
+    """The /ask JSON: the Answer fields, abstained consistent with text, slim hits."""
+    assert isinstance(payload, dict), payload
+    missing = [k for k in PAYLOAD_KEYS if k not in payload]
+    assert not missing, f"missing {missing} in {payload}"
+    assert isinstance(payload["text"], str) and isinstance(payload["hits"], list)
+    assert 0.0 <= payload["score"] <= 1.0
+    assert payload["abstained"] == (payload["text"] == "")
+    if not payload["abstained"]:
+        assert payload["source"] and payload["end"] - payload["start"] == len(payload["text"])
+    for hit in payload["hits"]:
+        assert {"source", "start", "end", "rank", "score"} <= set(hit), hit
+
+
+_NOT_TEXT = ("Cc", "Cf", "Zl", "Zp", "Cs")
+
+
+def expected_question_error(question: str, max_chars: int = 1000) -> str | None:
+    """What validate_question must say about `question`: "empty", "shorten", or None (valid)."""
+    import unicodedata
+
+    if all(ch.isspace() or unicodedata.category(ch) in _NOT_TEXT for ch in question):
+        return "empty"
+    if len(question) > max_chars:
+        return "shorten"
+    return None
+
+
+ERROR_MESSAGES = {
+    "empty": "the question is empty: type a question about your documents",
+    "shorten": r"the question is [\d,]+ characters long; the limit is 1,000: shorten it",
+}
+
+
+def timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, BaseException | None, float]:
+    """(result, exception, seconds) of one call."""
+    started = time.perf_counter()
+    try:
+        return fn(*args, **kwargs), None, time.perf_counter() - started
+    except BaseException as exc:  # noqa: BLE001 - the caller classifies it
+        return None, exc, time.perf_counter() - started
+
+
+# ----------------------------------------------------------------------------- a fast embedder
+
+
+class HashEmbedder:
+    """Bag of hashed words, unit length: deterministic, model-free and fast enough for 100k
+    passages. Lexical, so a question sharing rare words with a passage finds it."""
+
+    name = "test-hash-embedder"
+
+    def __init__(self, dimension: int = 384) -> None:
+        self.dimension = dimension
+
+    def encode(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in re.findall(r"\w+", text.lower()):
+                out[row, zlib.crc32(word.encode()) % self.dimension] += 1.0
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.where(norms == 0, 1.0, norms)
+
+
+# ----------------------------------------------------------------------------- the app as a process
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class App:
+    url: str
+    port: int
+    corpus_dir: Path
+    index_dir: Path
+    log_path: Path
+    process: subprocess.Popen
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def _wait_until_up(url: str, process: subprocess.Popen, log_path: Path) -> None:
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"app.py exited with {process.returncode}:\n{log_path.read_text()[-4000:]}")
+        with contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError):
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        time.sleep(1)
+    raise RuntimeError(f"app.py did not answer on {url} within {SERVER_START_TIMEOUT_S:.0f}s")
+
+
+@contextlib.contextmanager
+def running_app(corpus: Path, index_dir: Path, log_path: Path, **env_extra: str) -> Iterator[App]:
+    """`python app.py --port P --corpus-dir C --index-dir I` until the block ends."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QA_") or k == "QA_THREADS"}
+    env.update(PYTHONUNBUFFERED="1", GRADIO_ANALYTICS_ENABLED="False", NO_PROXY="127.0.0.1,localhost", **env_extra)
+    command = [sys.executable, str(ROOT / "app.py"), "--port", str(port),
+               "--corpus-dir", str(corpus), "--index-dir", str(index_dir)]
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    app = App(f"http://127.0.0.1:{port}", port, corpus, index_dir, log_path, process)
+    try:
+        _wait_until_up(app.url + "/", process, log_path)
+        yield app
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# ----------------------------------------------------------------------------- stats for the report
+
+
+def record(kind: str, **numbers: Any) -> None:
+    """Append one JSON line to $QA_ROBUSTNESS_STATS (if set): the raw numbers of the report."""
+    target = os.environ.get("QA_ROBUSTNESS_STATS")
+    if not target:
+        return
+    with open(target, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps({"kind": kind, **numbers}, ensure_ascii=False, default=str) + "\n")
