@@ -44,6 +44,14 @@ class Settings:
     index_type: str = "flat"
     batch_size: int = 32
     threads: int = 0
+    #: Inference engine for the embedder and the reader: "torch", or "onnx" (ONNX Runtime; needs
+    #: the `onnxruntime` and `onnx` packages; the converted models are cached in `model_cache_dir`).
+    backend: str = "torch"
+    #: "none", or "int8" (dynamic int8 quantisation of the linear layers: faster, slightly
+    #: different scores; an int8 embedder's index is rebuilt once).
+    quantize: str = "none"
+    #: Where converted (ONNX) models are cached; empty means ~/.cache/qa-offline/onnx.
+    model_cache_dir: str = ""
     host: str = "127.0.0.1"
     port: int = 7860
     #: "user:password" to require a login in the web chat.

@@ -148,6 +148,8 @@ def sync_corpus(
             )
         if report.modified or not (store.directory / "manifest.json").exists():
             store.save()
+        else:  # a writer killed after switching the manifest leaves the previous files behind
+            store.remove_stale_files()
     report.passages, report.documents = len(store.passages), len(store.documents)
     report.seconds = time.perf_counter() - started
     logger.info(

@@ -41,17 +41,18 @@ class DocumentInfo:
 
 
 @functools.lru_cache(maxsize=4)
-def _embedder(name: str, batch_size: int):
+def _embedder(name: str, batch_size: int, backend: str = "torch", quantize: str = "none", cache_dir: str = ""):
     from qa.embedding import Embedder
 
-    return Embedder(name, batch_size=batch_size)
+    return Embedder(name, batch_size=batch_size, backend=backend, quantize=quantize, cache_dir=cache_dir)
 
 
 @functools.lru_cache(maxsize=4)
-def _reader(name: str, window_tokens: int, stride: int, max_answer_tokens: int, batch_size: int):
+def _reader(name: str, window_tokens: int, stride: int, max_answer_tokens: int, batch_size: int,
+            backend: str = "torch", quantize: str = "none", cache_dir: str = ""):
     from qa.reader import Reader
 
-    return Reader(name, window_tokens, stride, max_answer_tokens, batch_size)
+    return Reader(name, window_tokens, stride, max_answer_tokens, batch_size, backend, quantize, cache_dir)
 
 
 def validate_question(question: str, max_chars: int) -> str:
@@ -95,12 +96,13 @@ class Engine:
     @property
     def embedder(self):
         s = self.settings
-        return _embedder(s.embedding_model, s.batch_size)
+        return _embedder(s.embedding_model, s.batch_size, s.backend, s.quantize, s.model_cache_dir)
 
     @property
     def reader(self):
         s = self.settings
-        return _reader(s.reader_model, s.window_tokens, s.window_stride, s.max_answer_tokens, s.batch_size)
+        return _reader(s.reader_model, s.window_tokens, s.window_stride, s.max_answer_tokens, s.batch_size,
+                       s.backend, s.quantize, s.model_cache_dir)
 
     @property
     def default_threshold(self) -> float:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qa import models
+from qa import accel, models
 from qa.config import SHIPPED_READER_DIR
 from qa.spans import best_span
 
@@ -104,7 +104,11 @@ class Reader:
         stride: int = 96,
         max_answer_tokens: int = 30,
         batch_size: int = 32,
+        backend: str = "torch",
+        quantize: str = "none",
+        cache_dir: str = "",
     ) -> None:
+        accel.check(backend, quantize)
         import torch
         from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
@@ -123,6 +127,11 @@ class Reader:
         self.calibration = Calibration.from_file(calibration_file) if calibration_file.exists() else Calibration()
         self.model.eval()
         self._torch = torch
+        self._onnx = None
+        if backend == "onnx":
+            self._onnx = accel.OnnxModel(self.model, "reader", quantize, cache_dir)
+        elif quantize == "int8":
+            self.model = accel.quantize_torch(self.model)
         self.window_tokens = min(window_tokens, int(getattr(self.model.config, "max_position_embeddings", 512)))
         self.stride = stride
         self.max_answer_tokens = max_answer_tokens
@@ -174,6 +183,10 @@ class Reader:
         return len(enc["input_ids"])
 
     def _logits(self, enc) -> tuple[np.ndarray, np.ndarray]:
+        if self._onnx is not None:
+            outs = [self._onnx({k: np.asarray(v)[i : i + self.batch_size] for k, v in enc.items()})
+                    for i in range(0, len(enc["input_ids"]), self.batch_size)]
+            return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
         torch = self._torch
         inputs = {k: torch.from_numpy(np.asarray(enc[k])) for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
         starts, ends = [], []

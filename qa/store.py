@@ -162,8 +162,18 @@ class IndexStore:
             tmp.write_text(json.dumps(manifest, indent=1, ensure_ascii=False), encoding="utf-8")
         _fsync_dir(self.directory)
         self.generation = generation
+        self.remove_stale_files()
+
+    def remove_stale_files(self) -> None:
+        """Delete data files the manifest on disk does not name: older generations, or those of a
+        save that crashed midway. Call with the write lock held; the manifest on disk, not this
+        store's generation, decides, since another writer may have saved since this was loaded."""
+        try:
+            keep = set(json.loads((self.directory / MANIFEST).read_text(encoding="utf-8"))["files"].values())
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return  # nothing trustworthy to compare with: delete nothing
         for stale in self.directory.iterdir():
-            if stale.name.startswith(("vectors-", "passages-")) and stale.name not in (vectors_name, passages_name):
+            if stale.name.startswith(("vectors-", "passages-")) and stale.name not in keep:
                 with contextlib.suppress(FileNotFoundError):
                     stale.unlink()
 

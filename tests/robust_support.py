@@ -188,6 +188,37 @@ class HashEmbedder:
 # ----------------------------------------------------------------------------- the app as a process
 
 
+class WebError(Exception):
+    """The app answered a request with an error event; the message is the app's."""
+
+
+def ask_raw(url: str, question: str, top_k: int = 5, threshold: float = -1.0, timeout: float = 300) -> dict:
+    """Call /ask over Gradio's REST API with plain JSON, as a browser or curl would.
+
+    Unlike gradio_client, this can send strings that UTF-8 cannot encode (lone surrogates),
+    escaped as JSON "\\ud800" is.
+    """
+    endpoint = f"{url}/gradio_api/call/ask"
+    body = json.dumps({"data": [question, top_k, threshold]}).encode("ascii")
+    request = urllib.request.Request(endpoint, body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        event_id = json.loads(response.read())["event_id"]
+    with urllib.request.urlopen(f"{endpoint}/{event_id}", timeout=timeout) as response:
+        stream = response.read().decode("utf-8")
+    event, data = "", ""
+    for line in stream.splitlines():
+        if line.startswith("event:"):
+            event = line.split(":", 1)[1].strip()
+        elif line.startswith("data:"):
+            data = line.split(":", 1)[1].strip()
+        if event in ("complete", "error") and data:
+            break
+    if event == "complete":
+        return json.loads(data)[0]
+    message = json.loads(data).get("error") if data.startswith("{") else data
+    raise WebError(str(message))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -1,0 +1,138 @@
+"""The public interface people call: answer(), read(), build_index() and the `qa` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import qa
+from qa.config import Settings
+from qa.pipeline import Engine
+
+pytestmark = pytest.mark.slow  # real models
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED = ROOT / "seeds" / "000_b6ab0304c308f14d.txt"
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
+    work = tmp_path_factory.mktemp("api")
+    shutil.copytree(ROOT / "seeds", work / "seeds")
+    return Engine(Settings.load(corpus_dir=str(work / "seeds"), index_dir=str(work / "index")))
+
+
+def test_answer_quotes_the_document_with_offsets(engine: Engine) -> None:
+    result = engine.answer("Who interviewed Zelensky?")
+    text = SEED.read_text(encoding="utf-8")
+    assert result.text == "Stuart Ramsay"
+    assert result.source == "seeds/000_b6ab0304c308f14d.txt"
+    assert text[result.start : result.end] == result.text
+    assert result.context.startswith("In an interview with Sky News chief correspondent Stuart Ramsay")
+    assert text[result.context_start : result.context_start + len(result.context)] == result.context
+    assert 0.5 <= result.score <= 1.0
+    assert result.hits and result.hits[0].rank == 1
+    assert set(result.timings) == {"retrieve", "read", "total"}
+
+
+def test_follow_up_uses_history_for_retrieval_only(engine: Engine) -> None:
+    result = engine.answer("Which channel does he work for?", history=["Who interviewed Zelensky?"])
+    assert result.text == "Sky News"
+
+
+def test_questions_the_article_cannot_answer_abstain(engine: Engine) -> None:
+    for question in ("What is the boiling point of water at sea level?", "Who won the 1998 football World Cup?"):
+        result = engine.answer(question)
+        assert result.text == "" and result.abstained, (question, result.alternatives[:1])
+        assert result.score < engine.default_threshold
+
+
+def test_nothing_retrievable_abstains(engine: Engine) -> None:
+    result = engine.answer("?!?!")
+    assert result.abstained
+
+
+@pytest.mark.parametrize(
+    ("question", "message"),
+    [("", "empty"), ("   \n\t ", "empty"), ("x" * 1001, "1,001 characters long; the limit is 1,000")],
+)
+def test_bad_questions_raise_clear_errors(engine: Engine, question: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        engine.answer(question)
+
+
+def test_read_alone_finds_an_answer_in_the_last_sentence_of_a_long_text(engine: Engine) -> None:
+    filler = " ".join(
+        f"In {1900 + i}, the committee of the harbour town met again to discuss fishing quotas and weather."
+        for i in range(50)
+    )
+    context = filler + " The lighthouse keeper at the end of the pier was named Ingrid Solberg."
+    assert len(context.split()) > 600
+    result = engine.read("What was the name of the lighthouse keeper?", context)
+    assert result.text == "Ingrid Solberg"
+    assert context[result.start : result.end] == "Ingrid Solberg"
+    assert result.context == "The lighthouse keeper at the end of the pier was named Ingrid Solberg."
+    assert result.source is None
+
+
+def test_top_level_functions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    corpus = tmp_path / "notes"
+    corpus.mkdir()
+    (corpus / "trip.txt").write_text("Our trip to Lisbon starts on 14 May. We fly with TAP from Bristol.")
+    report = qa.build_index(corpus, tmp_path / "idx", progress=False)
+    assert report.added == ["notes/trip.txt"] and report.passages == 1
+    result = qa.answer("When does the trip to Lisbon start?", index_dir=tmp_path / "idx", corpus_dir=corpus)
+    assert result.text == "14 May"
+    assert result.source == "notes/trip.txt"
+    read_result = qa.read("Which airline do we fly with?", "Our trip to Lisbon starts on 14 May. We fly with TAP.")
+    assert read_result.text == "TAP"
+    assert isinstance(result, qa.Answer)
+
+
+def test_cli_ask_json(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "seeds", tmp_path / "seeds")
+    env = {**os.environ, "QA_CORPUS_DIR": str(tmp_path / "seeds"), "QA_INDEX_DIR": str(tmp_path / "index")}
+    done = subprocess.run([sys.executable, "-m", "qa.cli", "index"], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "1 documents" in done.stdout
+    done = subprocess.run([sys.executable, "-m", "qa.cli", "ask", "Who interviewed Zelensky?", "--json"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["text"] == "Stuart Ramsay" and data["source"] == "seeds/000_b6ab0304c308f14d.txt"
+    done = subprocess.run([sys.executable, "-m", "qa.cli", "ask", "   "], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 2 and "empty" in done.stderr
+
+
+def test_missing_reader_model_says_what_is_missing(tmp_path: Path) -> None:
+    from qa.models import ModelNotAvailableError
+    from qa.reader import Reader
+
+    with pytest.raises(ModelNotAvailableError, match="QA_READER_MODEL"):
+        Reader("some-org/not-a-real-qa-model")
+    with pytest.raises(ModelNotAvailableError, match="not available on this machine"):
+        Reader(str(tmp_path / "missing-folder") + "/")
+
+
+def test_a_damaged_shipped_reader_is_reported(tmp_path: Path) -> None:
+    from qa.config import SHIPPED_READER_DIR
+    from qa.reader import ReaderFilesError, load_shipped_reader
+
+    copy = tmp_path / "reader"
+    shutil.copytree(SHIPPED_READER_DIR, copy)
+    data = bytearray((copy / "delta.safetensors").read_bytes())
+    data[-10] ^= 0xFF
+    (copy / "delta.safetensors").write_bytes(bytes(data))
+    with pytest.raises(ReaderFilesError, match="damaged"):
+        load_shipped_reader(copy)
+    (copy / "delta.safetensors").unlink()
+    with pytest.raises(ReaderFilesError, match="missing"):
+        load_shipped_reader(copy)

@@ -1,0 +1,54 @@
+"""Reader training mechanics on a handful of examples (CI never trains a real model)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from qa.training.data import QAExample, tokenize_for_training
+from qa.training.train import base_model_path, collate
+
+pytestmark = pytest.mark.slow  # loads the MiniLM base
+
+EXAMPLES = [
+    QAExample("1", "Who built the lighthouse?", "The lighthouse was built by Mara Velasquez in 1871.",
+              (("Mara Velasquez", 29),), "test"),
+    QAExample("2", "When was the lighthouse built?", "The lighthouse was built by Mara Velasquez in 1871.",
+              (("1871", 47),), "test"),
+    QAExample("3", "What does Quillport export?", "Quillport exports copper and saffron to its neighbours.",
+              (("copper and saffron", 18),), "test"),
+    QAExample("4", "Who is the mayor of Quillport?", "Glass frogs have translucent skin.", (), "test"),
+]
+
+
+def test_windows_label_the_gold_span() -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base_model_path())
+    windows = tokenize_for_training(EXAMPLES, tokenizer, max_length=64, stride=16)
+    assert len(windows) == 4
+    first = windows[0]
+    span = tokenizer.decode(first.input_ids[first.start_position : first.end_position + 1])
+    assert span == "mara velasquez"
+    assert (windows[3].start_position, windows[3].end_position) == (0, 0)
+
+
+def test_a_few_steps_make_the_loss_fall() -> None:
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(base_model_path())
+    model = AutoModelForQuestionAnswering.from_pretrained(base_model_path())
+    model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
+    windows = tokenize_for_training(EXAMPLES, tokenizer, max_length=64, stride=16)
+    batch = collate(windows, list(range(len(windows))))
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    model.train()
+    losses = []
+    for _ in range(12):
+        loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0], losses

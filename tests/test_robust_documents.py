@@ -1,0 +1,278 @@
+"""A hostile corpus indexes to completion: every bad file is indexed or skipped with a reason,
+and the good files' facts stay answerable.
+
+Two builds of the same corpus (module-scoped, each once):
+- "stub": a hashing embedder, so the 50 MB text file (97,000+ passages) can be embedded in a
+  test; everything else (loading, skipping, passages, FAISS, save, BM25) is the real code.
+- "real": the real embedder and reader, without the 50 MB file (embedding it with MiniLM on a
+  2-core CPU takes hours); adds the reader's answers and the rendered `<script>` check.
+tests/test_documents.py covers each loader alone; this is the whole build.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from robust_support import HashEmbedder, assert_store_consistent, file_hashes, record
+from test_documents import PNG_BYTES, make_pdf
+
+INDEXED = "indexed"
+BUILD_LIMIT_S = float(os.environ.get("QA_ROBUST_BUILD_LIMIT_S", "1800"))
+MB = 2**20
+
+#: Good and bad-but-readable files carry facts: (file, question, passage words, accepted answers).
+FACTS = [
+    ("good/lighthouse.txt", "Who painted the Quorvath lighthouse teal?", "Quorvath lighthouse",
+     ("Ingrid Falkenrath",)),
+    ("good/trains.md", "How often do marzipan trains leave Velloria station?", "Velloria station",
+     ("every 17 minutes", "17 minutes")),
+    ("bad/utf16-nobom.txt", "How many maps does the Brightwater archive hold?", "Brightwater archive holds",
+     ("4312",)),
+    ("bad/scripty.html", "When does the Pellucid museum open?", "Pellucid museum opens", ("nine", "at nine")),
+]
+
+GOOD_TEXT = {
+    "good/lighthouse.txt": (
+        "Coastal history of the northern isles.\n\n"
+        "The Quorvath lighthouse was painted teal by Ingrid Falkenrath in 1911. Before that it was "
+        "plain white stone. Sailors called it the green lamp for decades afterwards.\n"
+    ),
+    "good/trains.md": (
+        "# Velloria timetable\n\n"
+        "Marzipan trains leave Velloria station every 17 minutes on weekdays. The first departure is "
+        "at dawn and the last one at midnight.\n\n"
+        'Staff notes pasted from the old site: <script>alert("doc")</script> please ignore.\n'
+    ),
+}
+
+
+# ----------------------------------------------------------------------------- the corpus
+
+
+def _write(root: Path, name: str, data: bytes | str) -> Path:
+    path = root / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+    return path
+
+
+def _fifty_megabytes() -> bytes:
+    """Over 50 MiB of sentence-like pseudo-words (no fact words), one megabyte repeated."""
+    rng = random.Random(7)
+    syllables = ["ka", "lo", "mi", "ne", "su", "ta", "vi", "ro", "pe", "du", "fa", "gi"]
+    vocab = ["".join(rng.choices(syllables, k=rng.randint(2, 4))) for _ in range(3000)]
+    sentences = []
+    while sum(map(len, sentences)) < MB:
+        words = rng.choices(vocab, k=rng.randint(6, 18))
+        sentences.append(" ".join(words).capitalize() + (".\n" if rng.random() < 0.2 else ". "))
+    chunk = "".join(sentences).encode()
+    return chunk * (50 * MB // len(chunk) + 1)
+
+
+def _scripty_html() -> str:
+    script = "var SCRIPTMARKER = 1;\n" + "function f(a){return a*2;}\n" * 20_000
+    return (f"<html><head><title>Pellucid</title><script>{script}</script></head><body>"
+            f"<p>The Pellucid museum opens at nine and closes at five.</p><script>{script}</script>"
+            "<noscript>Enable JavaScript NOSCRIPTMARKER</noscript></body></html>")
+
+
+def build_hostile_corpus(root: Path, *, big: bool) -> dict[str, str]:
+    """Write the corpus; return each file's expected outcome: INDEXED or its skip reason.
+
+    `bad/vanishing*.txt` and `bad/parser-bug.html` only misbehave under `hostile_build()`.
+    """
+    for name, text in GOOD_TEXT.items():
+        _write(root, name, text)
+    expected = dict.fromkeys(GOOD_TEXT, INDEXED)
+
+    def bad(name: str, data: bytes | str, outcome: str) -> None:
+        _write(root, name, data)
+        expected[name] = outcome
+
+    bad("bad/empty.txt", b"", "is empty")
+    bad("bad/photo.txt", PNG_BYTES + bytes(range(256)) * 4, "looks like a binary file (PNG image), not text")
+    bad("bad/invalid-utf8.txt", "Caf\u00e9 notes about pastry and bread. ".encode() * 40 + b"\xff\xfe\x80\xc3(" * 5
+        + "More notes about the bakery.".encode(), INDEXED)
+    bad("bad/utf16-nobom.txt", "Archive facts. The Brightwater archive holds 4312 maps and 80 globes.\n"
+        .encode("utf-16-le"), INDEXED)
+    bad("bad/scan.pdf", make_pdf([None, None]), "has no text layer (scanned?); OCR it first")
+    bad("bad/locked.pdf", make_pdf(["The vault code is 1234."], password="hunter2"),
+        "is encrypted with a password; save an unprotected copy")
+    bad("bad/scripty.html", _scripty_html(), INDEXED)
+    bad("bad/lines.txt", "".join(f"word{i}\n" for i in range(20_000)), INDEXED)
+    bad("bad/vanishing.txt", "This file is deleted after the folder is listed.", "disappeared while indexing")
+    bad("bad/vanishing-late.txt", "This file is deleted after it is hashed.", "disappeared while indexing")
+    bad("bad/parser-bug.html", "<p>PARSERBUG</p>",
+        "could not be loaded (RecursionError: maximum recursion depth exceeded)")
+    if big:
+        bad("bad/huge.txt", _fifty_megabytes(), INDEXED)
+    os.symlink("self.txt", root / "bad" / "self.txt")  # a link to itself
+    expected["bad/self.txt"] = "could not be read (Too many levels of symbolic links)"
+    os.symlink("..", root / "bad" / "loop")  # folder loops: back to the corpus, and to itself
+    os.symlink(".", root / "bad" / "here")
+    os.symlink("missing.txt", root / "bad" / "broken.txt")
+    expected["bad/broken.txt"] = "is a broken symbolic link"
+    os.mkfifo(root / "bad" / "pipe.txt")  # reading it would block forever
+    expected["bad/pipe.txt"] = "is not a regular file"
+    return {f"{root.name}/{name}": outcome for name, outcome in expected.items()}
+
+
+# ----------------------------------------------------------------------------- the build
+
+
+@dataclass
+class Build:
+    kind: str
+    engine: Any
+    corpus: Path
+    index_dir: Path
+    report: Any
+    expected: dict[str, str]
+    embedder: Any
+
+
+def _vanish_before(real: Callable, names: set[str]) -> Callable:
+    """Wrap a per-file function so that files named in `names` are deleted just before it runs."""
+
+    def wrapper(path: Path, *args: Any, **kwargs: Any) -> Any:
+        if Path(path).name in names:
+            Path(path).unlink(missing_ok=True)
+        return real(path, *args, **kwargs)
+
+    return wrapper
+
+
+def _parser_bug(real: Callable) -> Callable:
+    def html_to_text(markup: str, name: str = "<html>") -> str:
+        if "PARSERBUG" in markup:
+            raise RecursionError("maximum recursion depth exceeded")
+        return real(markup, name)
+
+    return html_to_text
+
+
+def _run_with_limit(fn: Callable[[], Any], limit: float) -> Any:
+    """fn() in a thread; fail (instead of hanging the suite) if it runs past `limit` seconds."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["result"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(limit)
+    assert not thread.is_alive(), f"the index build did not finish within {limit:.0f}s (hung?)"
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
+
+
+@pytest.fixture(scope="module", params=[pytest.param("stub", marks=pytest.mark.slow),
+                                        pytest.param("real", marks=pytest.mark.slow)])
+def build(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Build]:
+    import qa.documents
+    import qa.indexing
+    import qa.pipeline
+    from qa.config import Settings
+    from qa.pipeline import Engine
+
+    kind = request.param
+    work = tmp_path_factory.mktemp(f"hostile-{kind}")
+    corpus = work / "corpus"
+    expected = build_hostile_corpus(corpus, big=kind == "stub")
+    with pytest.MonkeyPatch.context() as patch:
+        if kind == "stub":
+            stub = HashEmbedder()
+            patch.setattr(qa.pipeline, "_embedder", lambda *args, **kwargs: stub)
+        patch.setattr(qa.indexing, "file_hash", _vanish_before(qa.indexing.file_hash, {"vanishing.txt"}))
+        patch.setattr(qa.indexing, "load_document", _vanish_before(qa.indexing.load_document, {"vanishing-late.txt"}))
+        patch.setattr(qa.documents, "html_to_text", _parser_bug(qa.documents.html_to_text))
+        engine = Engine(Settings.load(corpus_dir=str(corpus), index_dir=str(work / "index")))
+        report = _run_with_limit(lambda: engine.ensure_index(progress=False), BUILD_LIMIT_S)
+        yield Build(kind, engine, corpus, work / "index", report, expected, engine.embedder)
+    bad = [p for p in expected if not p.startswith(f"{corpus.name}/good/")]
+    record("documents", build=kind, tried=len(bad) + 2, bad=len(bad), folder_loops=2,
+           indexed=sum(expected[p] == INDEXED for p in bad), skipped=len(report.skipped),
+           seconds=round(report.seconds, 1), passages=report.passages)
+
+
+def test_every_file_is_indexed_or_skipped_with_its_reason(build: Build) -> None:
+    report = build.report
+    indexed = sorted(p for p, outcome in build.expected.items() if outcome == INDEXED)
+    skipped = {p: outcome for p, outcome in build.expected.items() if outcome != INDEXED}
+    assert sorted(report.added) == indexed
+    assert dict(report.skipped) == skipped
+    assert len(report.skipped) == len(skipped), "a file was skipped twice"
+    assert report.documents == len(indexed)
+    assert not any(f"/{loop}/" in p for p in [*report.added, *dict(report.skipped)] for loop in ("loop", "here"))
+
+
+def test_index_on_disk_is_consistent(build: Build) -> None:
+    from qa.indexing import profile_for
+    from qa.store import IndexStore
+
+    store = IndexStore.load(build.index_dir, profile_for(build.engine.settings, build.embedder))
+    assert_store_consistent(store, build.embedder)
+    on_disk = {p: h for p, h in file_hashes(build.corpus).items() if build.expected.get(p) == INDEXED}
+    assert {p: rec.content_hash for p, rec in store.documents.items()} == on_disk
+    assert not list(build.index_dir.glob("*.tmp")) and not list(build.index_dir.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize(("document", "question", "words", "answers"), FACTS)
+def test_good_facts_are_retrieved_from_their_file(build: Build, document: str, question: str,
+                                                  words: str, answers: tuple[str, ...]) -> None:
+    hits = build.engine.retrieve(question, 5)
+    assert hits[0].passage.document == f"corpus/{document}", [h.passage.document for h in hits]
+    assert words in hits[0].passage.text and answers[0] in hits[0].passage.text
+
+
+def test_hostile_content_is_indexed_sanely(build: Build) -> None:
+    store = build.engine.store
+    by_doc: dict[str, list[str]] = {}
+    for p in store.passages:
+        by_doc.setdefault(p.document, []).append(p.text)
+    html = " ".join(by_doc["corpus/bad/scripty.html"])
+    assert "SCRIPTMARKER" not in html and "NOSCRIPTMARKER" not in html
+    assert "The Pellucid museum opens at nine and closes at five." in html
+    words = set(" ".join(by_doc["corpus/bad/lines.txt"]).split())
+    assert words == {f"word{i}" for i in range(20_000)}
+    assert "\ufffd" in "".join(by_doc["corpus/bad/invalid-utf8.txt"])
+    assert "The Brightwater archive holds 4312 maps and 80 globes." in by_doc["corpus/bad/utf16-nobom.txt"][0]
+    if build.kind == "stub":  # the 50 MB file is covered from its first word to its last
+        huge = [p for p in store.passages if p.document == "corpus/bad/huge.txt"]
+        text = (build.corpus / "bad" / "huge.txt").read_text(encoding="utf-8")
+        assert len(huge) > 50_000
+        assert min(p.start for p in huge) == 0 and max(p.end for p in huge) == len(text.rstrip())
+
+
+@pytest.mark.parametrize(("document", "question", "words", "answers"), FACTS)
+def test_reader_answers_the_good_facts(build: Build, document: str, question: str, words: str,
+                                       answers: tuple[str, ...]) -> None:
+    """Needs the trained reader: the default threshold lets the right span through."""
+    if build.kind != "real":
+        pytest.skip("the reader reads real-embedder hits only in the 'real' build")
+    result = build.engine.answer(question)
+    assert result.source == f"corpus/{document}" and result.text in answers, (result.text, result.alternatives[:1])
+
+
+def test_document_script_renders_escaped(build: Build) -> None:
+    """The passage with `<script>` from trains.md, read as evidence, shows as text in the chat."""
+    from qa import web
+
+    if build.kind != "real":
+        pytest.skip("rendering needs the reader's answer: 'real' build only")
+    result = build.engine.answer("How often do marzipan trains leave Velloria station?", threshold=0.0)
+    html = web.render_reply(result)
+    assert any("<script>" in h.passage.text for h in result.hits)
+    assert "<script" not in html.lower()
+    assert "&lt;script&gt;alert(&quot;doc&quot;)&lt;/script&gt;" in html
