@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 
 import numpy as np
 
@@ -14,36 +16,66 @@ logger = logging.getLogger(__name__)
 class Embedder:
     """A sentence-transformers model on the CPU that returns unit-length float32 vectors.
 
-    `backend`/`quantize` select a faster path (see `qa.accel`); an int8 embedder gives slightly
-    different vectors, so its `name` (which the index profile records) says so.
+    Models made of a transformer, mean pooling and (optionally) normalisation, such as the
+    default all-MiniLM-L6-v2, run without importing sentence-transformers (whose imports cost
+    seconds at start-up): tokenise, encode, mean-pool, normalise, in length-sorted batches,
+    as `SentenceTransformer.encode` does. Other models go through sentence-transformers.
+    `backend`/`quantize` select a faster path (see `qa.accel`); an int8 embedder gives
+    slightly different vectors, so its `name` (which the index profile records) says so.
     """
 
     def __init__(self, name: str = "", batch_size: int = 32, backend: str = "torch", quantize: str = "none",
                  cache_dir: str = "") -> None:
         accel.check(backend, quantize)
-        from sentence_transformers import SentenceTransformer
-
         self.name = name or "sentence-transformers/all-MiniLM-L6-v2"
         if quantize != "none":
             self.name += f"+{quantize}"
         path = models.resolve_local_model(name, "embedding model", "QA_EMBEDDING_MODEL") if name else (
             models.default_embedding_model_path()
         )
-        self.model = SentenceTransformer(path, device="cpu", local_files_only=True)
         self.batch_size = batch_size
-        self.dimension = int(self.model.get_embedding_dimension()) if hasattr(
-            self.model, "get_embedding_dimension") else int(self.model.get_sentence_embedding_dimension())
-        self._onnx = None
+        self.model = None
+        self._forward = None
+        max_length = _mean_pooling_max_length(Path(path))
+        if max_length is None:
+            if backend != "torch" or quantize != "none":
+                raise ValueError(f"QA_BACKEND={backend} / QA_QUANTIZE={quantize} support embedding models made of a "
+                                 "transformer, mean pooling and normalisation only; unset them for this model")
+            from sentence_transformers import SentenceTransformer
+
+            self.model = SentenceTransformer(path, device="cpu", local_files_only=True)
+            self.dimension = int(self.model.get_embedding_dimension()) if hasattr(
+                self.model, "get_embedding_dimension") else int(self.model.get_sentence_embedding_dimension())
+            return
+        from transformers import AutoModel, AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        self.max_length = max_length
+        transformer = AutoModel.from_pretrained(path, local_files_only=True).eval()
+        self.dimension = int(transformer.config.hidden_size)
         if backend == "onnx":
-            self._onnx = _OnnxSentenceEncoder(self.model, quantize, cache_dir)
-        elif quantize == "int8":
-            accel.quantize_torch(self.model[0].auto_model)
+            session = accel.OnnxModel(transformer, "embedder", quantize, cache_dir)
+            self._forward = lambda enc: session(enc)[0]
+        else:
+            import torch
+
+            if quantize == "int8":
+                accel.quantize_torch(transformer)
+            self.transformer = transformer
+
+            def forward(enc: dict) -> np.ndarray:
+                with torch.inference_mode():
+                    inputs = {k: torch.from_numpy(np.asarray(v)) for k, v in enc.items()
+                              if k in ("input_ids", "attention_mask", "token_type_ids")}
+                    return transformer(**inputs).last_hidden_state.float().numpy()
+
+            self._forward = forward
 
     def encode(self, texts: list[str], progress: bool = False) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        if self._onnx is not None:
-            return self._onnx.encode(texts, self.batch_size)
+        if self._forward is not None:
+            return self._encode_plain(texts)
         vectors = self.model.encode(
             texts,
             batch_size=self.batch_size,
@@ -53,32 +85,34 @@ class Embedder:
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
-
-class _OnnxSentenceEncoder:
-    """Transformer -> mean pooling -> L2 normalisation, as the sentence-transformers model does, on ONNX Runtime."""
-
-    def __init__(self, model, quantize: str, cache_dir: str) -> None:
-        modules = list(model)
-        pooling = modules[1].get_config_dict() if len(modules) > 1 and hasattr(modules[1], "get_config_dict") else {}
-        if len(modules) > 3 or pooling.get("pooling_mode", "mean") != "mean" or not hasattr(modules[0], "auto_model"):
-            raise ValueError("QA_BACKEND=onnx supports sentence-transformers models made of a transformer, mean "
-                             "pooling and normalisation; use QA_BACKEND=torch for this embedding model")
-        self.tokenizer = model.tokenizer
-        self.max_length = int(model.max_seq_length)
-        self.session = accel.OnnxModel(modules[0].auto_model, "embedder", quantize, cache_dir)
-
-    def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+    def _encode_plain(self, texts: list[str]) -> np.ndarray:
         order = np.argsort([-len(t) for t in texts], kind="stable")
-        chunks = []
-        for i in range(0, len(texts), batch_size):
-            batch = [texts[j].strip() for j in order[i : i + batch_size]]
-            enc = self.tokenizer(batch, padding=True, truncation="longest_first", max_length=self.max_length,
-                                 return_tensors="np")
-            hidden = self.session(dict(enc))[0]
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        for i in range(0, len(texts), self.batch_size):
+            rows = order[i : i + self.batch_size]
+            enc = self.tokenizer([texts[j].strip() for j in rows], padding=True, truncation="longest_first",
+                                 max_length=self.max_length, return_tensors="np")
+            hidden = self._forward(dict(enc))
             mask = enc["attention_mask"][..., None].astype(np.float32)
             pooled = (hidden * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)
-            norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-            chunks.append(pooled / np.clip(norms, 1e-12, None))
-        out = np.empty((len(texts), chunks[0].shape[1]), dtype=np.float32)
-        out[order] = np.concatenate(chunks)
+            out[rows] = pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
         return out
+
+
+def _mean_pooling_max_length(path: Path) -> int | None:
+    """The max sequence length of a Transformer -> mean Pooling [-> Normalize] model, else None."""
+    try:
+        modules = json.loads((path / "modules.json").read_text(encoding="utf-8"))
+        kinds = [m["type"].rsplit(".", 1)[-1] for m in modules]
+        if kinds not in (["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"]) or modules[0]["path"]:
+            return None
+        pooling = json.loads((path / modules[1]["path"] / "config.json").read_text(encoding="utf-8"))
+        modes = [k for k, v in pooling.items() if k.startswith("pooling_mode") and v is True]
+        if modes not in (["pooling_mode_mean_tokens"],) and pooling.get("pooling_mode") != "mean":
+            return None
+        config = json.loads((path / "sentence_bert_config.json").read_text(encoding="utf-8"))
+        if config.get("do_lower_case"):
+            return None
+        return int(config["max_seq_length"])
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return None

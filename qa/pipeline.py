@@ -114,10 +114,13 @@ class Engine:
     # -- index -------------------------------------------------------------------------------
     @property
     def store(self):
-        with self._lock:
-            if not self._synced:
-                self.ensure_index(progress=False)
-            return self._store
+        """The index being served; built or updated on first use. Only that first use takes the
+        lock: an update (an upload being embedded) must not make every question wait for it."""
+        if not self._synced:
+            with self._lock:
+                if not self._synced:
+                    self.ensure_index(progress=False)
+        return self._store
 
     def ensure_index(self, progress: bool = True) -> IndexReport:
         """Build the index from the corpus folder, or update it for added, changed and removed files."""
@@ -177,9 +180,8 @@ class Engine:
             return self.ensure_index(progress=False)
 
     def _document_file(self, doc_path: str) -> Path:
-        corpus = Path(self.settings.corpus_dir)
-        relative = Path(doc_path).relative_to(corpus.resolve().name) if doc_path.split("/")[0] == corpus.resolve().name else Path(doc_path)
-        return corpus / relative
+        """The file behind a document path, which is relative to the corpus folder's parent."""
+        return Path(self.settings.corpus_dir).resolve().parent / doc_path
 
     def documents(self) -> list[DocumentInfo]:
         store = self.store

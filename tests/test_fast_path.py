@@ -1,0 +1,98 @@
+"""The fast inference paths (QA_BACKEND=onnx, QA_QUANTIZE=int8) answer like the plain torch path.
+
+What is asserted (no timings here; benchmarks/run.py measures speed):
+
+* `backend="onnx"` (fp32): the same best span, same text and same offsets, for every seed
+  question with a gold answer. The best span is the answer, or the best suppressed one when
+  the engine abstains, so the check does not depend on the threshold.
+* `backend="onnx", quantize="int8"`: at least 95% of the passages that dense retrieval ranks
+  first for the seed questions are the same, the best span is the same for at least
+  `INT8_MIN_SPAN_AGREEMENT` of them, and the int8 vectors stay close to the fp32 ones.
+* the plain embedder (no sentence-transformers import) gives the vectors sentence-transformers gives.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qa.config import Settings
+from qa.pipeline import Engine
+
+pytestmark = pytest.mark.slow  # real models
+
+ROOT = Path(__file__).resolve().parents[1]
+#: Share of answerable seed questions whose best span must be unchanged by int8 quantisation.
+INT8_MIN_SPAN_AGREEMENT = 0.6
+
+
+def _questions() -> list[dict]:
+    lines = (ROOT / "eval" / "seed_questions.jsonl").read_text(encoding="utf-8").splitlines()
+    return [q for q in (json.loads(line) for line in lines if line.strip()) if q["answers"]]
+
+
+def _best(answer) -> tuple[str, str | None, int | None]:
+    best = answer if answer.text else (answer.alternatives[0] if answer.alternatives else answer)
+    return best.text, best.source, best.start
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    work = tmp_path_factory.mktemp("fast")
+    shutil.copytree(ROOT / "seeds", work / "seeds")
+    return work
+
+
+def _engine(corpus: Path, name: str, **settings) -> Engine:
+    return Engine(Settings.load(corpus_dir=str(corpus / "seeds"), index_dir=str(corpus / f"index-{name}"),
+                                model_cache_dir=str(corpus / "onnx-cache"), **settings))
+
+
+@pytest.fixture(scope="module")
+def plain(corpus: Path) -> list:
+    engine = _engine(corpus, "plain", backend="torch", quantize="none")
+    return [engine.answer(q["question"]) for q in _questions()]
+
+
+def test_onnx_fp32_gives_the_same_best_spans(corpus: Path, plain: list) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    engine = _engine(corpus, "onnx", backend="onnx", quantize="none")
+    fast = [engine.answer(q["question"]) for q in _questions()]
+    assert [_best(a) for a in fast] == [_best(a) for a in plain]
+    assert [a.text for a in fast] == [a.text for a in plain]
+    for a, b in zip(fast, plain):
+        assert abs(a.score - b.score) < 1e-3
+
+
+def test_onnx_int8_mostly_agrees(corpus: Path, plain: list) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    engine = _engine(corpus, "int8", backend="onnx", quantize="int8")
+    questions = [q["question"] for q in _questions()]
+    fast = [engine.answer(q) for q in questions]
+    same_top = np.mean([a.hits[0].passage.text == b.hits[0].passage.text for a, b in zip(fast, plain)])
+    assert same_top >= 0.95
+    same_span = np.mean([_best(a)[0] == _best(b)[0] for a, b in zip(fast, plain)])
+    assert same_span >= INT8_MIN_SPAN_AGREEMENT
+    texts = [h.passage.text for h in plain[0].hits]
+    fp32 = _engine(corpus, "plain", backend="torch", quantize="none").embedder.encode(questions + texts)
+    int8 = engine.embedder.encode(questions + texts)
+    assert float(np.min(np.sum(fp32 * int8, axis=1))) > 0.95
+
+
+def test_plain_embedder_matches_sentence_transformers() -> None:
+    from sentence_transformers import SentenceTransformer
+
+    from qa import models
+    from qa.embedding import Embedder
+
+    texts = [q["question"] for q in _questions()[:10]] + [(ROOT / "seeds" / "000_b6ab0304c308f14d.txt").read_text()]
+    ours = Embedder().encode(texts)
+    reference = SentenceTransformer(models.default_embedding_model_path(), device="cpu").encode(
+        texts, normalize_embeddings=True, convert_to_numpy=True)
+    np.testing.assert_allclose(ours, reference, atol=1e-5)
