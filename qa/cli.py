@@ -71,13 +71,15 @@ def ask(
     embedding_model: Optional[str] = EmbedOpt,
 ) -> None:
     """Answer a question from the indexed documents (builds the index on first use)."""
+    from qa.models import ModelNotAvailableError
     from qa.pipeline import Engine
+    from qa.reader import ReaderFilesError
 
     settings = _setup(corpus_dir=corpus_dir, index_dir=index_dir, reader_model=reader_model,
                       embedding_model=embedding_model, log_level=None)
     try:
         result = Engine(settings).answer(question, top_k=top_k, threshold=threshold)
-    except ValueError as exc:
+    except (ValueError, ModelNotAvailableError, ReaderFilesError) as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2) from None
     if as_json:

@@ -136,8 +136,6 @@ def test_qa_ask_with_a_missing_model_names_the_variable(seeds_copy: tuple[Path, 
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="qa ask catches only ValueError: ModelNotAvailableError prints a traceback "
-                                      "(qa/cli.py, reported to the lead)")
 def test_qa_ask_with_a_missing_model_prints_no_traceback(seeds_copy: tuple[Path, Path]) -> None:
     corpus, index_dir = seeds_copy
     env = _offline_env(QA_READER_MODEL="some/missing-model")

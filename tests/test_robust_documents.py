@@ -35,7 +35,8 @@ FACTS = [
      ("every 17 minutes", "17 minutes")),
     ("bad/utf16-nobom.txt", "How many maps does the Brightwater archive hold?", "Brightwater archive holds",
      ("4312",)),
-    ("bad/scripty.html", "When does the Pellucid museum open?", "Pellucid museum opens", ("nine", "at nine")),
+    ("bad/scripty.html", "What time does the Pellucid museum open?", "Pellucid museum opens",
+     ("nine o'clock", "at nine o'clock")),
 ]
 
 GOOD_TEXT = {
@@ -79,7 +80,7 @@ def _fifty_megabytes() -> bytes:
 def _scripty_html() -> str:
     script = "var SCRIPTMARKER = 1;\n" + "function f(a){return a*2;}\n" * 20_000
     return (f"<html><head><title>Pellucid</title><script>{script}</script></head><body>"
-            f"<p>The Pellucid museum opens at nine and closes at five.</p><script>{script}</script>"
+            f"<p>The Pellucid museum opens at nine o'clock.</p><script>{script}</script>"
             "<noscript>Enable JavaScript NOSCRIPTMARKER</noscript></body></html>")
 
 
@@ -243,7 +244,7 @@ def test_hostile_content_is_indexed_sanely(build: Build) -> None:
         by_doc.setdefault(p.document, []).append(p.text)
     html = " ".join(by_doc["corpus/bad/scripty.html"])
     assert "SCRIPTMARKER" not in html and "NOSCRIPTMARKER" not in html
-    assert "The Pellucid museum opens at nine and closes at five." in html
+    assert "The Pellucid museum opens at nine o'clock." in html
     words = set(" ".join(by_doc["corpus/bad/lines.txt"]).split())
     assert words == {f"word{i}" for i in range(20_000)}
     assert "\ufffd" in "".join(by_doc["corpus/bad/invalid-utf8.txt"])
