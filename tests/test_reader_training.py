@@ -25,7 +25,7 @@ def test_windows_label_the_gold_span() -> None:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(base_model_path())
-    windows = tokenize_for_training(EXAMPLES, tokenizer, max_length=64, stride=16)
+    windows = tokenize_for_training(EXAMPLES, tokenizer, max_length=96, stride=16)
     assert len(windows) == 4
     first = windows[0]
     span = tokenizer.decode(first.input_ids[first.start_position : first.end_position + 1])
@@ -40,7 +40,7 @@ def test_a_few_steps_make_the_loss_fall() -> None:
     tokenizer = AutoTokenizer.from_pretrained(base_model_path())
     model = AutoModelForQuestionAnswering.from_pretrained(base_model_path())
     model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
-    windows = tokenize_for_training(EXAMPLES, tokenizer, max_length=64, stride=16)
+    windows = tokenize_for_training(EXAMPLES, tokenizer, max_length=96, stride=16)
     batch = collate(windows, list(range(len(windows))))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     model.train()
