@@ -5,9 +5,11 @@ What is asserted (no timings here; benchmarks/run.py measures speed):
 * `backend="onnx"` (fp32): the same best span, same text and same offsets, for every seed
   question with a gold answer. The best span is the answer, or the best suppressed one when
   the engine abstains, so the check does not depend on the threshold.
-* `backend="onnx", quantize="int8"`: at least 95% of the passages that dense retrieval ranks
-  first for the seed questions are the same, the best span is the same for at least
-  `INT8_MIN_SPAN_AGREEMENT` of them, and the int8 vectors stay close to the fp32 ones.
+* `backend="onnx", quantize="int8"` changes scores a little, so it is held to agreement, not
+  equality: the best span is the same for at least `INT8_MIN_SPAN_AGREEMENT` of the answerable
+  seed questions (40 of 44 when written), the final answer or abstention for at least
+  `INT8_MIN_ANSWER_AGREEMENT` of all seed questions (56 of 60), and every int8 vector has a
+  cosine of at least 0.95 with its fp32 counterpart (0.98 when written).
 * the plain embedder (no sentence-transformers import) gives the vectors sentence-transformers gives.
 """
 
@@ -27,12 +29,14 @@ pytestmark = pytest.mark.slow  # real models
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Share of answerable seed questions whose best span must be unchanged by int8 quantisation.
-INT8_MIN_SPAN_AGREEMENT = 0.6
+INT8_MIN_SPAN_AGREEMENT = 0.85
+#: Share of all seed questions whose final answer (or abstention) must be unchanged by int8.
+INT8_MIN_ANSWER_AGREEMENT = 0.9
 
 
-def _questions() -> list[dict]:
+def _questions(answerable: bool = True) -> list[dict]:
     lines = (ROOT / "eval" / "seed_questions.jsonl").read_text(encoding="utf-8").splitlines()
-    return [q for q in (json.loads(line) for line in lines if line.strip()) if q["answers"]]
+    return [q for q in (json.loads(line) for line in lines if line.strip()) if q["answers"] or not answerable]
 
 
 def _best(answer) -> tuple[str, str | None, int | None]:
@@ -54,15 +58,21 @@ def _engine(corpus: Path, name: str, **settings) -> Engine:
 
 @pytest.fixture(scope="module")
 def plain(corpus: Path) -> list:
+    """Answers of the plain path to every seed question (answerable ones first)."""
     engine = _engine(corpus, "plain", backend="torch", quantize="none")
-    return [engine.answer(q["question"]) for q in _questions()]
+    return [engine.answer(q["question"]) for q in _all_questions()]
+
+
+def _all_questions() -> list[dict]:
+    answerable = _questions()
+    return answerable + [q for q in _questions(answerable=False) if not q["answers"]]
 
 
 def test_onnx_fp32_gives_the_same_best_spans(corpus: Path, plain: list) -> None:
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
     engine = _engine(corpus, "onnx", backend="onnx", quantize="none")
-    fast = [engine.answer(q["question"]) for q in _questions()]
+    fast = [engine.answer(q["question"]) for q in _all_questions()]
     assert [_best(a) for a in fast] == [_best(a) for a in plain]
     assert [a.text for a in fast] == [a.text for a in plain]
     for a, b in zip(fast, plain):
@@ -73,12 +83,13 @@ def test_onnx_int8_mostly_agrees(corpus: Path, plain: list) -> None:
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
     engine = _engine(corpus, "int8", backend="onnx", quantize="int8")
-    questions = [q["question"] for q in _questions()]
+    questions = [q["question"] for q in _all_questions()]
     fast = [engine.answer(q) for q in questions]
-    same_top = np.mean([a.hits[0].passage.text == b.hits[0].passage.text for a, b in zip(fast, plain)])
-    assert same_top >= 0.95
-    same_span = np.mean([_best(a)[0] == _best(b)[0] for a, b in zip(fast, plain)])
+    n = len(_questions())
+    same_span = np.mean([_best(a)[0] == _best(b)[0] for a, b in zip(fast[:n], plain[:n])])
     assert same_span >= INT8_MIN_SPAN_AGREEMENT
+    same_answer = np.mean([a.text == b.text for a, b in zip(fast, plain)])
+    assert same_answer >= INT8_MIN_ANSWER_AGREEMENT
     texts = [h.passage.text for h in plain[0].hits]
     fp32 = _engine(corpus, "plain", backend="torch", quantize="none").embedder.encode(questions + texts)
     int8 = engine.embedder.encode(questions + texts)
