@@ -31,7 +31,6 @@ start-up are per measurement. Timings are only meaningful on an otherwise idle m
 from __future__ import annotations
 
 import argparse
-import gzip
 import hashlib
 import json
 import os
@@ -246,8 +245,8 @@ def harvest(store, work: Path, embedder_name: str) -> None:
 # ------------------------------------------------------------------------------------------
 def worker_build(args: dict) -> dict:
     """The real build_index() on a folder; model loading is timed apart."""
-    from qa.pipeline import Engine
     from qa.config import Settings
+    from qa.pipeline import Engine
 
     started = time.perf_counter()
     engine = Engine(Settings.load(corpus_dir=args["corpus"], index_dir=args["index"]))
@@ -413,7 +412,9 @@ class PipelineBaseline:
 
     def __init__(self, model, tokenizer, max_seq_len: int, doc_stride: int, max_answer_len: int) -> None:
         import torch
-        from transformers.pipelines.document_question_answering import select_starts_ends
+        from transformers.pipelines.document_question_answering import (
+            select_starts_ends,
+        )
 
         self.torch, self.select = torch, select_starts_ends
         self.model, self.tokenizer = model, tokenizer
@@ -633,7 +634,7 @@ def cold_start(config: str, corpus: Path, index: Path, question: str, runs: int,
     for i in range(runs + int(warm_os_cache)):
         started = time.time()
         proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT)
-        line = next((l for l in proc.stdout.splitlines() if l.startswith("@@T")), None)
+        line = next((out for out in proc.stdout.splitlines() if out.startswith("@@T")), None)
         if proc.returncode != 0 or line is None:
             raise RuntimeError(f"cold start failed:\n{proc.stderr[-3000:]}")
         if i > 0 or not warm_os_cache:  # the first run only warms the OS file cache
@@ -791,9 +792,42 @@ def render(results: dict) -> str:
             eq = results.get("answer_agreement", {}).get(c, {})
             lines.append(f"| {c} | {a['f1']:.2f} | {a['em']:.2f} | {a['f1'] - b['f1']:+.2f} | {100 * same:.1f}% | "
                          f"{100 * overlap:.1f}% | " + " / ".join(f"{100 * v:.0f}%" for v in eq.values()) + " |")
+    lines += _targets(results)
     if results.get("notes"):
         lines += ["", "## Notes", ""] + [f"- {n}" for n in results["notes"]]
     return "\n".join(lines) + "\n"
+
+
+def _targets(results: dict) -> list[str]:
+    """The issue's targets against the best configuration's numbers."""
+    configs, sizes = results["configs"], results["sizes"]
+    base = configs[0]
+    big = f"{sizes[-1]:,}"
+    rows = []
+
+    def row(name: str, target: str, values: dict) -> None:
+        cells = " | ".join(values.get(c, "n/a") for c in configs)
+        rows.append(f"| {name} | {target} | {cells} |")
+
+    serve = results["serve"]
+    row("answer() p50, seed corpus", "≤ 60 ms", {c: f"{serve[c]['seed']['total_p50']:.0f} ms" for c in configs})
+    row(f"answer() p50, {big} passages", "≤ 150 ms",
+        {c: f"{serve[c][big]['total_p50']:.0f} ms" for c in configs if big in serve[c]})
+    row(f"reading vs `{base}` pipeline bs=1, {big}", "≥ 3x",
+        {c: f"{serve[base][big]['pipe_bs1_ms'] / serve[c][big]['ours_read_ms']:.2f}x" for c in configs
+         if "pipe_bs1_ms" in serve[base].get(big, {})})
+    row("index build", "≥ 100 passages/s",
+        {c: ", ".join(f"{r['passages_per_s']:.0f}/s ({label})" for label, r in results["build"][c].items())
+         for c in configs})
+    if results.get("cold"):
+        row("cold start", "≤ 5 s", {c: f"{statistics.median(t):.1f} s" for c, t in results["cold"].items()})
+    row(f"RSS serving {big}", "≤ 1.5 GB", {c: f"{serve[c][big]['peak_rss_answer_mb'] / 1024:.2f} GB" for c in configs
+                                           if big in serve[c]})
+    if results.get("accuracy"):
+        acc = results["accuracy"]
+        row("reader F1 change", "≥ -1", {c: f"{acc[c]['f1'] - acc[base]['f1']:+.2f}" for c in configs})
+    return ["", "## Targets (from the issue)", "", "| what | target | " + " | ".join(configs) + " |",
+            "| --- | --- | " + " | ".join("---:" for _ in configs) + " |", *rows]
 
 
 def answer_agreement(a: dict, b: dict) -> float:

@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 BACKENDS = ("torch", "onnx")
 QUANTIZATIONS = ("none", "int8")
 #: Bump when the export recipe changes, so cached graphs are rebuilt.
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2
 
 
 def check(backend: str, quantize: str) -> None:
@@ -148,7 +148,11 @@ def _convert(model: Any, kind: str, quantize: str, target: Path) -> None:
             import onnx
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
+            # Per-channel int8 weights for the plain matrix products (the feed-forward layers,
+            # the attention output projection, the heads); the fused attention stays fp32:
+            # quantising it too cost the reader 1.4 F1 on 300 NQ dev questions, this costs 0.1.
             quantize_dynamic(str(fused), str(final), weight_type=QuantType.QInt8, per_channel=True,
+                             op_types_to_quantize=["MatMul"],
                              extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
         else:
             final = fused
