@@ -1,58 +1,31 @@
-"""Helpers shared by the robustness tests: corpora, index fingerprints, answer checks, a stub
-embedder, a subprocess app and the stats log behind /work/runs/robustness.md.
+"""Helpers shared by the robustness tests: index fingerprints, answer checks, a stub embedder,
+a raw /ask client and the stats log behind the robustness report ($QA_ROBUSTNESS_STATS).
 
 Not a test module (no `test_` prefix); the robustness tests import it by name.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import re
-import shutil
-import socket
-import stat
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 import zlib
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-SEED_FILE = "000_b6ab0304c308f14d.txt"
 #: Generous "does not hang" bound for one question, not a speed target (2 busy CPU cores).
 CALL_LIMIT_S = float(os.environ.get("QA_ROBUST_CALL_LIMIT_S", "20"))
 #: Hypothesis examples per property; lower it (e.g. 5) while developing on a busy machine.
 EXAMPLES = int(os.environ.get("QA_ROBUST_EXAMPLES", "60"))
-SERVER_START_TIMEOUT_S = float(os.environ.get("QA_TEST_SERVER_TIMEOUT", "900"))
 
 
 # ----------------------------------------------------------------------------- corpora
-
-
-def seeds_dir() -> Path:
-    """The seed corpus: $QA_TEST_SEEDS, the repo's seeds/, or shared/seeds beside the checkout."""
-    for candidate in (os.environ.get("QA_TEST_SEEDS"), ROOT / "seeds", ROOT.parent / "shared" / "seeds"):
-        if candidate and (Path(candidate) / SEED_FILE).is_file():
-            return Path(candidate)
-    raise FileNotFoundError(f"seed corpus with {SEED_FILE} not found (set QA_TEST_SEEDS)")
-
-
-def copy_writable(src: Path, dst: Path) -> Path:
-    """Copy a folder and make it writable (the app saves uploads inside its corpus)."""
-    shutil.copytree(src, dst)
-    for path in [dst, *dst.rglob("*")]:
-        path.chmod(path.stat().st_mode | stat.S_IWUSR)
-    return dst
 
 
 def file_hashes(corpus: Path) -> dict[str, str]:
@@ -217,61 +190,6 @@ def ask_raw(url: str, question: str, top_k: int = 5, threshold: float = -1.0, ti
         return json.loads(data)[0]
     message = json.loads(data).get("error") if data.startswith("{") else data
     raise WebError(str(message))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass(frozen=True)
-class App:
-    url: str
-    port: int
-    corpus_dir: Path
-    index_dir: Path
-    log_path: Path
-    process: subprocess.Popen
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
-def _wait_until_up(url: str, process: subprocess.Popen, log_path: Path) -> None:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"app.py exited with {process.returncode}:\n{log_path.read_text()[-4000:]}")
-        with contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError):
-            with urllib.request.urlopen(url, timeout=5) as response:
-                if response.status == 200:
-                    return
-        time.sleep(1)
-    raise RuntimeError(f"app.py did not answer on {url} within {SERVER_START_TIMEOUT_S:.0f}s")
-
-
-@contextlib.contextmanager
-def running_app(corpus: Path, index_dir: Path, log_path: Path, **env_extra: str) -> Iterator[App]:
-    """`python app.py --port P --corpus-dir C --index-dir I` until the block ends."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QA_") or k == "QA_THREADS"}
-    env.update(PYTHONUNBUFFERED="1", GRADIO_ANALYTICS_ENABLED="False", NO_PROXY="127.0.0.1,localhost", **env_extra)
-    command = [sys.executable, str(ROOT / "app.py"), "--port", str(port),
-               "--corpus-dir", str(corpus), "--index-dir", str(index_dir)]
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
-    app = App(f"http://127.0.0.1:{port}", port, corpus, index_dir, log_path, process)
-    try:
-        _wait_until_up(app.url + "/", process, log_path)
-        yield app
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 # ----------------------------------------------------------------------------- stats for the report

@@ -29,17 +29,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from app_process import SEED_FILE, copy_writable, free_port, run_app, seeds_dir
 from robust_support import (
-    SEED_FILE,
     HashEmbedder,
     assert_payload_well_formed,
     assert_store_consistent,
-    copy_writable,
     file_hashes,
-    free_port,
     record,
-    running_app,
-    seeds_dir,
 )
 
 CLIENTS = int(os.environ.get("QA_CONCURRENT_CLIENTS", "20"))
@@ -354,7 +350,7 @@ def test_app_process_serves_while_another_process_writes(folders: tuple[Path, Pa
     from qa.uploads import save_upload
 
     corpus, index_dir = folders
-    with running_app(corpus, index_dir, tmp_path / "server.log") as app:
+    with run_app(corpus, index_dir, tmp_path / "server.log") as app:
         assert_payload_well_formed(ask_bridge(app.url))  # waits for the app's first index build
         writer = Engine(Settings.load(corpus_dir=str(corpus), index_dir=str(index_dir)))
         uploads = writer.settings.uploads_path

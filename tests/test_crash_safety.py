@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from robust_support import ROOT, assert_answer_well_formed, assert_store_consistent, record
+from app_process import ROOT
+from robust_support import assert_answer_well_formed, assert_store_consistent, record
 
 pytestmark = pytest.mark.slow
 

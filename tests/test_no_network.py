@@ -18,7 +18,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from robust_support import ROOT, SEED_FILE, copy_writable, record, seeds_dir
+from app_process import ROOT, SEED_FILE, copy_writable, seeds_dir
+from robust_support import record
 
 _GUARD = r"""
 import atexit, json, socket, sys

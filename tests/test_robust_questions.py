@@ -18,20 +18,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from app_process import copy_writable, seeds_dir
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from robust_support import (
     CALL_LIMIT_S,
     ERROR_MESSAGES,
     EXAMPLES,
-    assert_answer_well_formed,
     ask_raw,
+    assert_answer_well_formed,
     assert_payload_well_formed,
-    copy_writable,
     expected_question_error,
     index_fingerprint,
     record,
-    seeds_dir,
     timed,
 )
 

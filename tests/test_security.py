@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from app_process import SEED_FILE, copy_writable, free_port, seeds_dir
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from robust_support import SEED_FILE, copy_writable, free_port, record, seeds_dir
+from robust_support import record
 
 MB = 2**20
 

@@ -27,7 +27,7 @@ package. It runs offline on a CPU.
 All files of `../shared/data/qa/train/` (SQuAD-v2 layout; origins and licences in that folder's
 README: SQuADShifts wiki/reddit/amazon (CC BY 4.0), NQ-QED (CC BY-SA 3.0), part of the SQuAD 2.0
 dev set (CC BY-SA 4.0), PolicyQA (MIT), FriendsQA and Molweni (Apache-2.0)).
-- Two CPU cores afford about 20k training windows per session, so the Wikipedia-style files
+- To keep passes over the mix within reach of two CPU cores, the Wikipedia-style files
   (nq_qed_train, squadshifts_wiki, squad2_dev_part) are used whole and the others capped:
   squadshifts_reddit 2,000, squadshifts_amazon 2,000, policyqa 600, friendsqa 400, molweni 500
   questions.
@@ -42,10 +42,9 @@ dev set (CC BY-SA 4.0), PolicyQA (MIT), FriendsQA and Molweni (Apache-2.0)).
 ## Training
 `qa train-reader --data ../shared/data/qa --out runs/reader --max-length 192 --stride 64 --max-steps {steps}`
 (seed 13). AdamW, learning rate 1e-4, linear warm-up 6% then linear decay, weight decay 0.01,
-batch 32, gradient clipping 1.0, {steps} steps ({seen} windows seen), word embeddings frozen.
-The run was stopped and resumed from checkpoints, and shortened on resume to fit the session
-(the learning-rate schedule decays to zero at the final step count). Wall time about {hours}
-on two CPU cores shared with other work.
+batch 32, gradient clipping 1.0, {steps} steps ({seen} windows seen, {passes:.2f} passes over the
+mix, batches in the same seeded order), word embeddings frozen.
+{history}Wall time about {hours} on two CPU cores.
 
 ## Scores
 Reader alone, gold paragraph given, always answering (`dev/nq_qed_dev`, {dev_n} questions):
@@ -63,7 +62,7 @@ answered {answered:.1%}, abstention precision {abs_p:.1%}, abstention recall {ab
 measured over the dev run, batch of a question's windows).
 
 ## Limits
-Trained on about 20k windows, well short of SQuAD-scale training; English only; uncased.
+Trained on {seen} windows, well short of SQuAD-scale training; English only; uncased.
 Answers are spans of at most 30 tokens. Abstention relies on calibrated margins, so domains far
 from the training mix may need a threshold tuned with `qa eval --tune-threshold`.
 """
@@ -76,6 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--examples", type=int, required=True)
     parser.add_argument("--windows", type=int, required=True)
     parser.add_argument("--hours", default="")
+    parser.add_argument("--history", default="", help="how the run was stopped and resumed, for the Training section")
     args = parser.parse_args(argv)
     report = json.loads((args.out / "calibration.json").read_text())
     holdout, dev = report["holdout"], report["dev"]
@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> None:
         delta_mib=(args.out / "delta.safetensors").stat().st_size / 2**20,
         holdout_n=holdout["questions"], holdout_unans=holdout["unanswerable"],
         examples=f"{args.examples:,}", windows=f"{args.windows:,}", steps=args.steps,
-        seen=f"{args.steps * 32:,}", hours=args.hours,
+        seen=f"{args.steps * 32:,}", passes=args.steps * 32 / args.windows, hours=args.hours,
+        history=f"{args.history.strip()}\n" if args.history.strip() else "",
         dev_n=dev["questions"], dev_em=dev["em"], dev_f1=dev["f1"], ece=holdout["ece"],
         threshold=report["threshold"], precision=holdout["precision"], answered=holdout["answered_share"],
         abs_p=holdout["abstention_precision"], abs_r=holdout["abstention_recall"],

@@ -1,0 +1,106 @@
+"""The seed corpus and the real web app as a subprocess, shared by the fixtures and the
+robustness tests. Not a test module (no `test_` prefix); tests import it by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED_FILE = "000_b6ab0304c308f14d.txt"
+#: Model loading plus the first index build on a busy CPU can take minutes.
+SERVER_START_TIMEOUT_S = float(os.environ.get("QA_TEST_SERVER_TIMEOUT", "900"))
+#: The test picks where the app listens and what it reads; other QA_* settings pass through.
+_OVERRIDDEN = {"QA_AUTH", "QA_HOST", "QA_PORT", "QA_CORPUS_DIR", "QA_INDEX_DIR", "QA_UPLOAD_DIR"}
+
+
+def seeds_dir() -> Path:
+    """The seed corpus: $QA_TEST_SEEDS, the repo's seeds/, or shared/seeds beside the checkout."""
+    for candidate in (os.environ.get("QA_TEST_SEEDS"), ROOT / "seeds", ROOT.parent / "shared" / "seeds"):
+        if candidate and (Path(candidate) / SEED_FILE).is_file():
+            return Path(candidate)
+    raise FileNotFoundError(f"seed corpus with {SEED_FILE} not found (set QA_TEST_SEEDS)")
+
+
+def copy_writable(src: Path, dst: Path) -> Path:
+    """Copy a folder and make it writable (the app saves uploads inside its corpus)."""
+    shutil.copytree(src, dst)
+    for path in [dst, *dst.rglob("*")]:
+        path.chmod(path.stat().st_mode | stat.S_IWUSR)
+    return dst
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class WebServer:
+    """A running app: its address, its corpus copy (for reading documents back) and its log."""
+
+    url: str
+    port: int
+    corpus_dir: Path
+    index_dir: Path
+    log_path: Path
+    process: subprocess.Popen
+    seed_file: str = SEED_FILE
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log_text()[-chars:]
+
+
+def wait_until_up(url: str, process: subprocess.Popen, log_path: Path) -> None:
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"app.py exited with {process.returncode}:\n{log_path.read_text()[-4000:]}")
+        with contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError):
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        time.sleep(1)
+    raise RuntimeError(f"app.py did not answer on {url} within {SERVER_START_TIMEOUT_S:.0f}s")
+
+
+@contextlib.contextmanager
+def run_app(corpus: Path, index: Path, log_path: Path, **env_extra: str) -> Iterator[WebServer]:
+    """`python app.py` on a free port over `corpus`/`index`, stopped on exit.
+
+    $QA_TEST_APP replaces app.py (e.g. a harness with a stub engine, to debug the UI alone).
+    """
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in _OVERRIDDEN}
+    env.update(PYTHONUNBUFFERED="1", GRADIO_ANALYTICS_ENABLED="False", NO_PROXY="127.0.0.1,localhost", **env_extra)
+    app = os.environ.get("QA_TEST_APP", str(ROOT / "app.py"))
+    command = [sys.executable, app, "--port", str(port), "--corpus-dir", str(corpus), "--index-dir", str(index)]
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    server = WebServer(f"http://127.0.0.1:{port}", port, corpus, index, log_path, process)
+    try:
+        wait_until_up(server.url + "/", process, log_path)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
