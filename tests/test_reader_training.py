@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
+from qa.training.calibrate import fit_platt
 from qa.training.data import QAExample, tokenize_for_training
 from qa.training.train import base_model_path, collate
 
@@ -52,3 +54,14 @@ def test_a_few_steps_make_the_loss_fall() -> None:
         optimizer.zero_grad()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+@pytest.mark.parametrize("spread", [1.0, 8.0, 40.0])
+def test_platt_fit_recovers_the_curve_whatever_the_margin_scale(spread: float) -> None:
+    """Wide margins (a better-trained reader) once sent a plain Newton fit to slope -3.5e8."""
+    rng = np.random.default_rng(0)
+    margins = rng.normal(2.0, spread, 20_000)
+    labels = (rng.random(margins.size) < 1 / (1 + np.exp(-(0.5 / spread * margins - 1.0)))).astype(float)
+    slope, intercept = fit_platt(np.append(margins, -1e3), np.append(labels, 0.0))  # one "no span" example
+    assert slope == pytest.approx(0.5 / spread, rel=0.1)
+    assert intercept == pytest.approx(-1.0, abs=0.1)

@@ -32,7 +32,7 @@ FACTS = [
     ("good/lighthouse.txt", "Who painted the Quorvath lighthouse teal?", "Quorvath lighthouse",
      ("Ingrid Falkenrath",)),
     ("good/trains.md", "How often do marzipan trains leave Velloria station?", "Velloria station",
-     ("every 17 minutes", "17 minutes")),
+     ("every 17 minutes", "17 minutes", "17 minutes on weekdays", "every 17 minutes on weekdays")),
     ("bad/utf16-nobom.txt", "How many maps does the Brightwater archive hold?", "Brightwater archive holds",
      ("4312",)),
     ("bad/scripty.html", "What time does the Pellucid museum open?", "Pellucid museum opens",

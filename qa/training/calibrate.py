@@ -63,19 +63,34 @@ def predict(reader, examples: list[QAExample], progress: bool = True) -> tuple[l
 
 
 def fit_platt(margins: np.ndarray, labels: np.ndarray, iterations: int = 100) -> tuple[float, float]:
-    """Logistic regression of labels on margins by Newton's method (two parameters, no extra dependency)."""
-    slope, intercept = 0.5, 0.0
-    x = np.stack([margins, np.ones_like(margins)], axis=1)
-    w = np.array([slope, intercept])
+    """Logistic regression of labels on margins: Newton's method with step halving.
+
+    Margins are standardised first and every step must lower the negative log-likelihood;
+    a plain Newton step from a poor start can overshoot into saturation and diverge.
+    """
+    mean, scale = float(margins.mean()), float(margins.std()) or 1.0
+    x = np.stack([(margins - mean) / scale, np.ones_like(margins)], axis=1)
+
+    def loss(w: np.ndarray) -> float:
+        z = x @ w
+        return float(np.sum(np.logaddexp(0, z) - labels * z))
+
+    w = np.zeros(2)
+    current = loss(w)
     for _ in range(iterations):
         p = 1 / (1 + np.exp(-np.clip(x @ w, -50, 50)))
         gradient = x.T @ (p - labels)
         hessian = (x * (p * (1 - p))[:, None]).T @ x + 1e-6 * np.eye(2)
         step = np.linalg.solve(hessian, gradient)
-        w -= step
-        if np.abs(step).max() < 1e-8:
+        size = 1.0
+        while size > 1e-6 and loss(w - size * step) > current:
+            size /= 2
+        w = w - size * step
+        previous, current = current, loss(w)
+        if previous - current < 1e-10 * max(1.0, abs(current)):
             break
-    return float(w[0]), float(w[1])
+    slope = w[0] / scale
+    return float(slope), float(w[1] - slope * mean)
 
 
 def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 10) -> float:
