@@ -150,7 +150,7 @@ def _convert(model: Any, kind: str, quantize: str, target: Path) -> None:
 
             # Per-channel int8 weights for the plain matrix products (the feed-forward layers,
             # the attention output projection, the heads); the fused attention stays fp32:
-            # quantising it too cost the reader 1.4 F1 on 300 NQ dev questions, this costs 0.1.
+            # quantising it too cost the session-1 reader 1.4 F1 on 300 NQ dev questions, this 0.1.
             quantize_dynamic(str(fused), str(final), weight_type=QuantType.QInt8, per_channel=True,
                              op_types_to_quantize=["MatMul"],
                              extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})

@@ -71,8 +71,11 @@ def assert_store_consistent(store: Any, embedder: Any = None, sample: int = 6) -
 # ----------------------------------------------------------------------------- answers
 
 
-def assert_answer_well_formed(answer: Any, documents_root: Path | None = None) -> None:
-    """An Answer either quotes its source exactly or is an abstention without a source."""
+def assert_answer_well_formed(answer: Any, documents_root: Path | None = None, from_index: bool = True) -> None:
+    """An Answer either quotes its source exactly or is an abstention without a source.
+
+    `from_index=False` for `read()`: its answers quote the given text, which has no source.
+    """
     from qa.types import Answer
 
     assert isinstance(answer, Answer), type(answer)
@@ -81,7 +84,8 @@ def assert_answer_well_formed(answer: Any, documents_root: Path | None = None) -
     if answer.abstained:
         assert answer.source is None and answer.start is None, answer
         return
-    assert answer.source and answer.start is not None and answer.end is not None, answer
+    assert answer.start is not None and answer.end is not None, answer
+    assert bool(answer.source) == from_index, answer
     assert answer.end - answer.start == len(answer.text)
     if documents_root is not None:
         from qa.documents import load_document
