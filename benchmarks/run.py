@@ -799,7 +799,7 @@ def render(results: dict) -> str:
 
 
 def _targets(results: dict) -> list[str]:
-    """The issue's targets against the best configuration's numbers."""
+    """The issue's targets beside every configuration's measured figure."""
     configs, sizes = results["configs"], results["sizes"]
     base = configs[0]
     big = f"{sizes[-1]:,}"

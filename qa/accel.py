@@ -93,8 +93,7 @@ class OnnxModel:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # Idle worker threads busy-wait by default; on a small CPU that steals the cores the
         # other model, FAISS or the tokeniser needs next (measured: 10-25% slower answers), so they sleep.
-        spin = os.environ.get("QA_ORT_SPIN", "none")
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin in (kind, "all") else "0")
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         self.output_names = [o.name for o in self.session.get_outputs()]
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import re
 
-
 from qa.embedding import Embedder
 from qa.store import IndexStore
 from qa.types import Hit

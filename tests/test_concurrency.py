@@ -113,18 +113,22 @@ def test_loading_while_another_writer_saves_never_fails(tmp_path: Path) -> None:
     assert failures == []
 
 
-@pytest.fixture()
-def stub_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """An Engine over a copy of the seeds with the hashing embedder (no model loading)."""
+def _engine_over_seeds(embedder: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """An Engine over a copy of the seeds with `embedder` in place of the model, index built."""
     import qa.pipeline
     from qa.config import Settings
 
-    stub = HashEmbedder()
-    monkeypatch.setattr(qa.pipeline, "_embedder", lambda *args, **kwargs: stub)
+    monkeypatch.setattr(qa.pipeline, "_embedder", lambda *args, **kwargs: embedder)
     corpus = copy_writable(seeds_dir(), tmp_path / "seeds")
     engine = qa.pipeline.Engine(Settings.load(corpus_dir=str(corpus), index_dir=str(tmp_path / "index")))
     engine.ensure_index(progress=False)
     return engine
+
+
+@pytest.fixture()
+def stub_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """An Engine over a copy of the seeds with the hashing embedder (no model loading)."""
+    return _engine_over_seeds(HashEmbedder(), tmp_path, monkeypatch)
 
 
 @pytest.mark.parametrize("damage", ["garbage manifest", "other settings", "missing data file"])
@@ -165,14 +169,9 @@ class _GatedEmbedder(HashEmbedder):
 def test_questions_do_not_wait_for_an_upload_being_indexed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """While an upload is embedded (minutes for a big PDF), questions are answered from the index
     as it was: retrieve() returns while add_file() is still running."""
-    import qa.pipeline
-    from qa.config import Settings
-
     gated = _GatedEmbedder()
-    monkeypatch.setattr(qa.pipeline, "_embedder", lambda *args, **kwargs: gated)
-    corpus = copy_writable(seeds_dir(), tmp_path / "seeds")
-    engine = qa.pipeline.Engine(Settings.load(corpus_dir=str(corpus), index_dir=str(tmp_path / "index")))
-    engine.ensure_index(progress=False)
+    engine = _engine_over_seeds(gated, tmp_path, monkeypatch)
+    corpus = Path(engine.settings.corpus_dir)
     (corpus / "uploads").mkdir()
     (corpus / "uploads" / "big.txt").write_text("SLOWDOC. The Ozymandrel bridge is 417 metres long.")
     upload = threading.Thread(target=engine.add_file, args=(corpus / "uploads" / "big.txt",))

@@ -103,7 +103,8 @@ def test_answer_works_with_the_network_gone(seeds_copy: tuple[Path, Path]) -> No
     assert attempts == []
     assert result["ok"], result
     assert result["hits"][0] == f"seeds/{SEED_FILE}"
-    assert result["best"] in accepted_answers("Who interviewed Zelensky?"), result  # the reader's best span (answer or best guess)
+    # The reader's best span (the answer, or its best guess when it abstains).
+    assert result["best"] in accepted_answers("Who interviewed Zelensky?"), result
 
 
 @pytest.mark.slow
@@ -126,23 +127,14 @@ app(sys.argv[1:], prog_name="qa")
 
 
 @pytest.mark.slow
-def test_qa_ask_with_a_missing_model_names_the_variable(seeds_copy: tuple[Path, Path]) -> None:
+def test_qa_ask_with_a_missing_model_names_the_variable_without_a_traceback(seeds_copy: tuple[Path, Path]) -> None:
     corpus, index_dir = seeds_copy
     env = _offline_env(QA_READER_MODEL="some/missing-model")
     done, attempts = _run(["-c", _CLI, "ask", "Who interviewed Zelensky?", "--corpus-dir", str(corpus),
                            "--index-dir", str(index_dir)], env)
     assert attempts == []
-    assert done.returncode != 0
-    assert "QA_READER_MODEL" in done.stderr and "some/missing-model" in done.stderr
-
-
-@pytest.mark.slow
-def test_qa_ask_with_a_missing_model_prints_no_traceback(seeds_copy: tuple[Path, Path]) -> None:
-    corpus, index_dir = seeds_copy
-    env = _offline_env(QA_READER_MODEL="some/missing-model")
-    done, _ = _run(["-c", _CLI, "ask", "Who interviewed Zelensky?", "--corpus-dir", str(corpus),
-                    "--index-dir", str(index_dir)], env)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "QA_READER_MODEL" in done.stderr and "some/missing-model" in done.stderr
 
 
 def test_resolving_a_missing_model_makes_no_connection(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,6 +8,9 @@ from pathlib import Path
 
 from qa.config import SHIPPED_READER_DIR
 
+#: Windows per training step (`qa train-reader --batch-size`, default 32).
+BATCH_SIZE = 32
+
 TEMPLATE = """# qa-minilm-reader
 
 An extractive question-answering reader (span extraction with a "no answer" option) fine-tuned
@@ -79,11 +82,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     report = json.loads((args.out / "calibration.json").read_text())
     holdout, dev = report["holdout"], report["dev"]
+    seen = args.steps * BATCH_SIZE
     card = TEMPLATE.format(
         delta_mib=(args.out / "delta.safetensors").stat().st_size / 2**20,
         holdout_n=holdout["questions"], holdout_unans=holdout["unanswerable"],
         examples=f"{args.examples:,}", windows=f"{args.windows:,}", steps=args.steps,
-        seen=f"{args.steps * 32:,}", passes=args.steps * 32 / args.windows, hours=args.hours,
+        seen=f"{seen:,}", passes=seen / args.windows, hours=args.hours,
         history=f"{args.history.strip()}\n" if args.history.strip() else "",
         dev_n=dev["questions"], dev_em=dev["em"], dev_f1=dev["f1"], ece=holdout["ece"],
         threshold=report["threshold"], precision=holdout["precision"], answered=holdout["answered_share"],
