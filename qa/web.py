@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qa.config import Settings
-from qa.types import Answer, Hit
+from qa.types import Answer, Hit, Turn
 
 if TYPE_CHECKING:  # pragma: no cover
     import gradio as gr
@@ -200,9 +200,10 @@ def render_answer(answer: Answer) -> str:
         start_of_context = answer.context_start if answer.context_start is not None else 0
         marked = highlight(answer.context, start_of_context, answer.start, answer.end, answer.text)
         sentence = f"<blockquote>{marked}</blockquote>"
+    read_as = f" · read as “{escape(answer.read_as)}”" if answer.read_as else ""
     meta = (
         f'<p class="qa-meta">Source: <code>{source_label(answer.source, answer.page)}</code>'
-        f" · {confidence_words(answer.score)}</p>"
+        f" · {confidence_words(answer.score)}{read_as}</p>"
     )
     return (
         f'<div class="qa-reply"><p class="qa-answer"><strong>{escape(answer.text)}</strong></p>'
@@ -302,8 +303,10 @@ class Backend:
             self._thread.start()
 
     def _index(self) -> None:
-        log.info("Indexing %s (index in %s)…", self.settings.corpus_dir, self.settings.index_dir)
         try:
+            log.info("Loading models…")
+            self.engine.load_models()
+            log.info("Indexing %s (index in %s)…", self.settings.corpus_dir, self.settings.index_dir)
             self.report = self.engine.ensure_index()
             log.info("Index ready: %s", self.report)
         except Exception as exc:  # noqa: BLE001 - shown on the page, details in the log
@@ -359,32 +362,34 @@ def reply(
     backend: Backend,
     question: str,
     messages: Messages,
-    questions: list[str],
+    turns: list[list[str]],
     top_k: float,
     threshold: float,
-) -> tuple[Messages, list[str]]:
+) -> tuple[Messages, list[list[str]]]:
     """Answer `question` (already shown as the user's message) and append the reply.
 
-    Earlier questions of this session go to the engine as `history`, which is what lets
-    "Which channel does he work for?" find the passage about Stuart Ramsay.
+    The session's earlier turns ([question, answer] pairs) go to the engine as `history`, which
+    is what lets "Which channel does he work for?" find and read about Stuart Ramsay.
     """
     messages = list(messages or [])
-    questions = list(questions or [])
+    turns = [list(t) if isinstance(t, (list, tuple)) else [str(t), ""] for t in (turns or [])]
     try:
         backend.wait_ready()
         answer = backend.engine.answer(
-            question, top_k=int(top_k), threshold=float(threshold), history=questions or None
+            question, top_k=int(top_k), threshold=float(threshold),
+            history=[Turn(q, a) for q, a in turns] or None,
         )
     except (ValueError, NotReady) as exc:
+        log.info("Question %r refused: %s", question, exc)
         messages.append(_bot_message(render_error(str(exc))))
-        return messages, questions
+        return messages, turns
     except Exception:  # noqa: BLE001 - never break the session over one question
         log.exception("Answering %r failed", question)
         messages.append(_bot_message(render_error("Something went wrong answering that; details are in the server log.")))
-        return messages, questions
+        return messages, turns
     log.info("Q %r -> %r (%.2f, %s)", question, answer.text, answer.score, answer.source)
     messages.append(_bot_message(render_reply(answer)))
-    return messages, [*questions, question]
+    return messages, [*turns, [question, answer.text]]
 
 
 def ask_api(backend: Backend, question: str, top_k: int, threshold: float) -> dict[str, Any]:
@@ -399,7 +404,9 @@ def ask_api(backend: Backend, question: str, top_k: int, threshold: float) -> di
             threshold=None if threshold is None or float(threshold) < 0 else float(threshold),
         )
     except (ValueError, NotReady) as exc:
-        raise gr.Error(str(exc)) from None
+        # The user's mistake (or a wait), not the server's: a message for them, one log line.
+        log.info("/ask refused %r: %s", question, exc)
+        raise gr.Error(str(exc), print_exception=False) from None
     return api_payload(answer)
 
 
@@ -429,6 +436,7 @@ def add_uploads(backend: Backend, files: Sequence[str] | str | None) -> list[str
             saved = save_upload(Path(file).read_bytes(), name, settings.uploads_path, max_bytes)
             report = backend.engine.add_file(saved)
         except UploadError as exc:
+            log.info("Upload %s refused: %s", name, exc)
             notes.append(f"Not added: {name}: {exc}")
             continue
         except Exception as exc:  # noqa: BLE001 - unreadable PDFs etc. must not break the page
@@ -463,7 +471,7 @@ def build_app(settings: Settings, engine: Engine | None = None) -> gr.Blocks:
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
         gr.Markdown(f"# {TITLE}\n{TAGLINE}")
         status = gr.Markdown(backend.status(), elem_id="qa-status")
-        questions = gr.State([])
+        turns = gr.State([])  # [question, answer] pairs of this session
         pending = gr.State("")
         with gr.Row(equal_height=False):
             with gr.Column(scale=3):
@@ -553,15 +561,15 @@ def build_app(settings: Settings, engine: Engine | None = None) -> gr.Blocks:
                 return "", messages, ""
             return "", [*(messages or []), _user_message(text)], text
 
-        def answer_pending(text: str, messages: Messages, asked: list[str], k: float, t: float):
+        def answer_pending(text: str, messages: Messages, asked: list[Any], k: float, t: float):
             if not text:
                 return messages, asked
             return reply(backend, text, messages, asked, k, t)
 
         def wire(event: Any) -> None:
             event.then(
-                answer_pending, [pending, chatbot, questions, top_k, threshold],
-                [chatbot, questions], **private,
+                answer_pending, [pending, chatbot, turns, top_k, threshold],
+                [chatbot, turns], **private,
             )
 
         show = ([question, chatbot], [question, chatbot, pending])
@@ -572,8 +580,8 @@ def build_app(settings: Settings, engine: Engine | None = None) -> gr.Blocks:
                 lambda m, q=button.value: show_question(q, m), [chatbot], [question, chatbot, pending],
                 queue=False, **private,
             ))
-        clear.click(lambda: ([], [], ""), None, [chatbot, questions, question], queue=False, **private)
-        chatbot.clear(lambda: [], None, [questions], queue=False, **private)
+        clear.click(lambda: ([], [], ""), None, [chatbot, turns, question], queue=False, **private)
+        chatbot.clear(lambda: [], None, [turns], queue=False, **private)
 
         def on_upload(files: list[str] | None) -> tuple[Any, ...]:
             try:
@@ -655,9 +663,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings = Settings.load(
         host=args.host, port=args.port, corpus_dir=args.corpus_dir, index_dir=args.index_dir
     )
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # gradio's self-checks, one line per request
-    log.info("Loading models…")
+    from qa.logs import configure_logging
+
+    configure_logging(settings.log_level, timestamps=True)
     serve(settings)

@@ -59,6 +59,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def unexpected_tracebacks(log: str) -> list[str]:
+    """The first line after each traceback header in an app log.
+
+    Expected user errors (an empty question, a refused upload) are logged as one line, never
+    with a traceback, so every traceback is unexpected; counting headers, not parsing the
+    lines after them, keeps the check right when other threads' lines land inside one.
+    """
+    marker = "Traceback (most recent call last):"
+    return [block.strip().splitlines()[0] if block.strip() else marker for block in log.split(marker)[1:]]
+
+
 @dataclass(frozen=True)
 class WebServer:
     """A running app: its address, its corpus copy (for reading documents back) and its log."""

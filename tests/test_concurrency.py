@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from app_process import SEED_FILE, copy_writable, free_port, run_app, seeds_dir
+from app_process import SEED_FILE, copy_writable, free_port, run_app, seeds_dir, unexpected_tracebacks
 from robust_support import (
     HashEmbedder,
     assert_payload_well_formed,
@@ -310,17 +310,6 @@ def assert_index_matches_corpus(corpus: Path, index_dir: Path, embedder: Any) ->
     store = IndexStore.load(index_dir, profile_for(Settings.load(), embedder))
     assert_store_consistent(store, embedder)
     assert {p: r.content_hash for p, r in store.documents.items()} == file_hashes(corpus)
-
-
-def unexpected_tracebacks(log: str) -> list[str]:
-    """The final exception line of each traceback in an app log, except Gradio's own log of a
-    gr.Error (a message meant for the user, such as "the question is empty")."""
-    errors = []
-    for block in log.split("Traceback (most recent call last):")[1:]:
-        final = next((ln for ln in block.splitlines()[1:] if ln and not ln.startswith(" ")), "")
-        if not final.startswith("gradio.exceptions.Error:"):
-            errors.append(final)
-    return errors
 
 
 def ask_bridge(url: str) -> dict:

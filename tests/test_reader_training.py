@@ -65,3 +65,26 @@ def test_platt_fit_recovers_the_curve_whatever_the_margin_scale(spread: float) -
     slope, intercept = fit_platt(np.append(margins, -1e3), np.append(labels, 0.0))  # one "no span" example
     assert slope == pytest.approx(0.5 / spread, rel=0.1)
     assert intercept == pytest.approx(-1.0, abs=0.1)
+
+
+def test_calibration_corpus_holds_half_the_articles_and_questions_about_the_rest_have_no_answer(tmp_path) -> None:
+    from qa.training.calibrate import write_corpus
+
+    holdout = []
+    for n in range(40):
+        context = f"Article {n} says that the river Quill{n} is {100 + n} kilometres long."
+        holdout.append(QAExample(f"q{n}", f"How long is the river Quill{n}?", context,
+                                 ((f"{100 + n} kilometres", context.index(f"{100 + n}")),), "squadshifts_wiki",
+                                 f"Quill{n}"))
+    holdout.append(QAExample("q0-neg", "How long is the river Quill0?", "Unrelated.", (), "squadshifts_wiki", "X"))
+    questions, documents = write_corpus(holdout, tmp_path)
+    files = sorted(tmp_path.rglob("*.txt"))
+    assert len(files) == documents and 10 < documents < 30  # about half of 40 articles
+    corpus = " ".join(f.read_text() for f in files)
+    in_scope = [q for q in questions if q.answers]
+    out_of_scope = [q for q in questions if not q.answers]
+    assert len(in_scope) == documents and len(in_scope) + len(out_of_scope) == 40
+    assert all(q.answers[0][0] in corpus for q in in_scope)
+    for q in out_of_scope:
+        n = int(q.id.removeprefix("q").removesuffix("-out"))
+        assert f"{100 + n} kilometres" not in corpus and q.context == ""

@@ -38,6 +38,9 @@ class StubEngine:
     def __init__(self, settings: Any) -> None:
         self.settings = settings
 
+    def load_models(self) -> None:
+        pass
+
     def ensure_index(self, progress: bool = True) -> str:
         return "stub index"
 

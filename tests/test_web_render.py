@@ -7,7 +7,7 @@ import re
 import pytest
 
 from qa import web
-from qa.types import Answer, Hit, Passage
+from qa.types import Answer, Hit, Passage, Turn
 
 DOC = "seeds/doc.txt"
 
@@ -226,6 +226,9 @@ class StubEngine:
     def add_file(self, path):
         self.added.append(path)
 
+    def load_models(self):
+        pass
+
 
 def _backend(tmp_path):
     from qa.config import Settings
@@ -245,20 +248,20 @@ def test_reply_passes_earlier_questions_as_history(tmp_path) -> None:
     assert calls[0]["history"] is None
     assert calls[1] == {
         "question": "Which channel does he work for?", "top_k": 7, "threshold": 0.2,
-        "history": ["Who interviewed Zelensky?"],
+        "history": [Turn("Who interviewed Zelensky?", "Sky News")],
     }
-    assert asked == ["Who interviewed Zelensky?", "Which channel does he work for?"]
+    assert asked == [["Who interviewed Zelensky?", "Sky News"], ["Which channel does he work for?", "Sky News"]]
     assert [m["role"] for m in messages] == ["assistant", "assistant"]
     assert "<strong>Sky News</strong>" in messages[-1]["content"]
 
 
 def test_reply_turns_errors_into_messages_and_keeps_the_session(tmp_path) -> None:
     backend = _backend(tmp_path)
-    messages, asked = web.reply(backend, " ", [], ["earlier"], 5, 0.4)
+    messages, asked = web.reply(backend, " ", [], [["earlier", "an answer"]], 5, 0.4)
     assert "question is empty" in messages[-1]["content"] and "qa-error" in messages[-1]["content"]
     messages, asked = web.reply(backend, "boom", messages, asked, 5, 0.4)
     assert "went wrong" in messages[-1]["content"] and "internal detail" not in messages[-1]["content"]
-    assert asked == ["earlier"]  # failed questions do not become history
+    assert asked == [["earlier", "an answer"]]  # failed questions do not become history
 
 
 def test_uploads_are_saved_in_the_upload_folder_and_refusals_explained(tmp_path) -> None:

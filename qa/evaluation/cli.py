@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
 
@@ -90,7 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     """Parse `argv` (default: sys.argv[1:]) and run; returns the exit status."""
     args = build_parser().parse_args(argv)
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+        from qa.config import Settings
+        from qa.logs import configure_logging
+
+        configure_logging(Settings.load().log_level)
     return eval_command(
         file=args.file,
         index_dir=args.index_dir,

@@ -1,15 +1,23 @@
-"""Fit the reader's score calibration and abstention threshold on held-out questions.
+"""Fit the reader's score calibration and abstention threshold where answers are asked.
 
 The reader's raw evidence is a margin (best span logit minus no-answer logit). Platt scaling
 maps it to the probability that the answer is right (token F1 >= 0.5 against a gold answer;
 any answer to an unanswerable question is wrong). The threshold then maximises mean F1 over
-a held-out mix of answerable and unanswerable questions, where abstaining scores 1 on an
-unanswerable question and 0 on an answerable one.
+held-out questions, where abstaining scores 1 on an unanswerable question and 0 on an
+answerable one.
+
+Both are fitted on what `answer()` shows the reader, not on gold paragraphs: the held-out
+paragraphs become a corpus of documents (one per article), half of the articles are indexed
+with the product's own indexing, and every held-out question is answered from the top-k
+passages the product's hybrid retrieval returns. Questions about the other half are out of
+scope (the documents do not hold the answer). Gold-paragraph reading (`read()`) is reported
+beside it, at the same threshold.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import time
@@ -20,6 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 from qa.config import SHIPPED_READER_DIR
+from qa.logs import configure_logging
 from qa.metrics import best_over_golds, exact_match, f1_score
 from qa.training.data import QAExample, load_squad
 
@@ -125,39 +134,129 @@ def choose_threshold(probabilities: np.ndarray, predictions: list[ReaderPredicti
     return best
 
 
-def load_holdout(path: Path) -> list[QAExample]:
-    with open(path, encoding="utf-8") as handle:
-        rows = [json.loads(line) for line in handle]
-    return [QAExample(r["id"], r["question"], r["context"], tuple(tuple(a) for a in r["answers"]), r["source"]) for r in rows]
+#: Files whose questions name their subject, so a question about an article left out of the
+#: corpus is truly out of scope (a generic "how is the battery?" of a review is not).
+SPECIFIC_SOURCES = ("nq_qed_train", "squadshifts_wiki", "squad2_dev_part", "covid_qa", "tweetqa",
+                    "adversarial_squad_addsent")
 
 
-def calibrate(reader, holdout: list[QAExample], dev: list[QAExample], out: Path) -> dict:
-    """Fit, evaluate and write `calibration.json`; returns the full report for the model card."""
-    predictions, _ = predict(reader, holdout)
-    margins = np.array([p.margin for p in predictions])
-    labels = np.array([p.correct for p in predictions], dtype=float)
+def _stable_share(key: str) -> float:
+    return hashlib.sha1(key.encode("utf-8")).digest()[1] / 256
+
+
+def write_corpus(holdout: list[QAExample], folder: Path) -> tuple[list[QAExample], int]:
+    """Write half of the held-out articles as documents; return the questions to ask and the
+    number of documents. Questions about articles left out have their answers removed."""
+    articles: dict[tuple[str, str], list[QAExample]] = {}
+    for ex in holdout:
+        if ex.id.endswith("-neg"):
+            continue  # a training-style negative; its own paragraph is in the corpus
+        articles.setdefault((ex.source, ex.title or ex.context[:80]), []).append(ex)
+    indexed = {key for key in articles if _stable_share("|".join(key)) < 0.5}
+    corpus_text = []
+    for n, key in enumerate(sorted(indexed)):
+        paragraphs = list(dict.fromkeys(ex.context for ex in articles[key]))
+        path = folder / key[0] / f"{n:05d}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n\n".join(paragraphs) + "\n", encoding="utf-8")
+        corpus_text.append(path.read_text(encoding="utf-8").lower())
+    everything = "\n".join(corpus_text)
+    questions = []
+    for key, examples in sorted(articles.items()):
+        for ex in examples:
+            if key in indexed:
+                questions.append(ex)
+            elif ex.source in SPECIFIC_SOURCES and ex.answers and not any(
+                    text.lower() in everything for text, _ in ex.answers):
+                questions.append(QAExample(ex.id + "-out", ex.question, "", (), ex.source, ex.title))
+    return questions, len(indexed)
+
+
+def predict_in_corpus(engine, examples: list[QAExample], progress: bool = True) -> list[ReaderPrediction]:
+    """Answer each question as `answer()` does (hybrid retrieval, top-k passages, always answering)."""
+    predictions = []
+    for ex in tqdm(examples, desc="answering", disable=not progress, mininterval=10):
+        hits = engine.retrieve(ex.question, engine.settings.top_k)
+        spans = engine.reader.read(ex.question, [h.passage.text for h in hits])
+        text = hits[spans[0].text_index].passage.text[spans[0].start : spans[0].end] if spans else ""
+        margin = spans[0].margin if spans else -1e3
+        golds = [a for a, _ in ex.answers]
+        predictions.append(ReaderPrediction(
+            text, margin, golds,
+            best_over_golds(f1_score, text, golds) if golds else 0.0,
+            best_over_golds(exact_match, text, golds) if golds else 0.0,
+        ))
+    return predictions
+
+
+def summarise(predictions: list[ReaderPrediction], probabilities: np.ndarray, threshold: float) -> dict[str, float]:
+    """How answering at `threshold` goes on one set: mean F1, precision, coverage, suppressed right answers."""
+    answered = probabilities >= threshold
+    correct = np.array([p.correct for p in predictions])
+    unanswerable = np.array([not p.golds for p in predictions])
+    answerable = ~unanswerable
+    return {
+        "questions": len(predictions),
+        "unanswerable": int(unanswerable.sum()),
+        "mean_f1": float(np.mean([p.f1 if a else float(not p.golds) for p, a in zip(predictions, answered)])),
+        "answerable_f1": float(np.mean([p.f1 if a else 0.0 for p, a in zip(predictions, answered) if p.golds]))
+        if answerable.any() else 0.0,
+        "answerable_f1_forced": float(np.mean([p.f1 for p in predictions if p.golds])) if answerable.any() else 0.0,
+        "precision": float(correct[answered].mean()) if answered.any() else 1.0,
+        "answered_share": float(answered.mean()),
+        "right_answers": int(correct.sum()),
+        "right_answers_suppressed": int((correct & ~answered).sum()),
+        "abstention_precision": float(unanswerable[~answered].mean()) if (~answered).any() else 1.0,
+        "abstention_recall": float((~answered)[unanswerable].mean()) if unanswerable.any() else 1.0,
+        "ece": expected_calibration_error(probabilities, correct.astype(float)),
+    }
+
+
+def calibrate(reader_name: str, holdout: list[QAExample], dev: list[QAExample], out: Path, work: Path,
+              max_questions: int = 1500, seed: int = 13) -> dict:
+    """Fit on answer()-like conditions, report them and gold-paragraph reading; write `calibration.json`."""
+    import random
+
+    from qa.config import Settings
+    from qa.pipeline import Engine
+
+    started = time.perf_counter()
+    questions, documents = write_corpus(holdout, work / "corpus")
+    questions = random.Random(seed).sample(questions, min(max_questions, len(questions)))
+    engine = Engine(Settings.load(corpus_dir=str(work / "corpus"), index_dir=str(work / "index"),
+                                  reader_model=reader_name, threshold=-1.0))
+    index_report = engine.ensure_index(progress=True)
+    in_corpus = predict_in_corpus(engine, questions)
+    margins = np.array([p.margin for p in in_corpus])
+    labels = np.array([p.correct for p in in_corpus], dtype=float)
     slope, intercept = fit_platt(margins, labels)
-    probabilities = 1 / (1 + np.exp(-(slope * margins + intercept)))
-    choice = choose_threshold(probabilities, predictions)
-    dev_predictions, seconds_per_window = predict(reader, dev)
+
+    def probability(predictions: list[ReaderPrediction]) -> np.ndarray:
+        return 1 / (1 + np.exp(-(slope * np.array([p.margin for p in predictions]) + intercept)))
+
+    choice = choose_threshold(probability(in_corpus), in_corpus)
+    gold = random.Random(seed).sample(holdout, min(max_questions, len(holdout)))
+    gold_predictions, _ = predict(engine.reader, gold)
+    dev_predictions, seconds_per_window = predict(engine.reader, dev)
     report = {
         "slope": slope,
         "intercept": intercept,
         "threshold": choice["threshold"],
-        "holdout": {
-            "questions": len(holdout),
-            "unanswerable": int(sum(not p.golds for p in predictions)),
-            "ece": expected_calibration_error(probabilities, labels),
-            **choice,
-        },
+        "fitted_on": "answer()-like: top-k hybrid retrieval over held-out articles, half of them indexed",
+        "answer_like": {"documents": documents, "passages": index_report.passages,
+                        **summarise(in_corpus, probability(in_corpus), choice["threshold"])},
+        "gold_paragraph": summarise(gold_predictions, probability(gold_predictions), choice["threshold"]),
         "dev": {
             "file": "dev/nq_qed_dev",
             "questions": len(dev),
             "em": 100 * float(np.mean([p.em for p in dev_predictions])),
             "f1": 100 * float(np.mean([p.f1 for p in dev_predictions])),
+            "f1_at_threshold": 100 * summarise(dev_predictions, probability(dev_predictions),
+                                               choice["threshold"])["answerable_f1"],
             "ms_per_window": 1000 * seconds_per_window,
         },
         "correct_means": f"token F1 >= {CORRECT_F1} against a gold answer",
+        "minutes": (time.perf_counter() - started) / 60,
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "calibration.json").write_text(json.dumps(report, indent=1) + "\n")
@@ -165,21 +264,26 @@ def calibrate(reader, holdout: list[QAExample], dev: list[QAExample], out: Path)
 
 
 def main(argv: list[str] | None = None) -> None:
-    from qa.reader import Reader
+    import tempfile
+
+    from qa.training.train import load_holdout
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--holdout", type=Path, required=True, help="holdout.jsonl written by training")
     parser.add_argument("--data", type=Path, required=True, help="folder with dev/nq_qed_dev.json.gz")
     parser.add_argument("--reader", default="", help="reader to calibrate (default: the shipped one)")
     parser.add_argument("--out", type=Path, default=SHIPPED_READER_DIR)
+    parser.add_argument("--work", type=Path, default=None, help="folder for the calibration corpus and index")
+    parser.add_argument("--questions", type=int, default=1500, help="held-out questions asked")
     parser.add_argument("--dev-limit", type=int, default=0)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    reader = Reader(args.reader)
+    configure_logging("INFO", timestamps=True)
     dev = load_squad(args.data / "dev" / "nq_qed_dev.json.gz")
     if args.dev_limit:
         dev = dev[: args.dev_limit]
-    report = calibrate(reader, load_holdout(args.holdout), dev, args.out)
+    with tempfile.TemporaryDirectory() as tmp:
+        report = calibrate(args.reader, load_holdout(args.holdout), dev, args.out, args.work or Path(tmp),
+                           args.questions)
     logger.info("calibration: %s", json.dumps(report, indent=1))
 
 

