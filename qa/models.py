@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 # Set before transformers / huggingface_hub are imported anywhere: the product never goes online.
@@ -11,6 +12,11 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 # "Loading weights" / "Writing model shards" bars on every start are noise between answer lines.
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+if os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1" and "huggingface_hub" in sys.modules:
+    # Imported earlier (gradio does), so it read the environment before we set it.
+    from huggingface_hub.utils import disable_progress_bars
+
+    disable_progress_bars()
 
 
 def cache_root() -> Path:

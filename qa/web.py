@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from qa import models  # noqa: F401 - sets the offline environment before gradio imports huggingface_hub
 from qa.config import Settings
 from qa.types import Answer, Hit, Turn
 

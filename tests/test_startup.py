@@ -89,7 +89,7 @@ def test_app_starts_on_an_empty_index_and_answers_every_time(tmp_path: Path) -> 
         assert unexpected_tracebacks(log) == [], log[-3000:]
         # The refused question is one line in the log, not a traceback.
         assert sum("the question is empty" in line for line in log.splitlines()) == 1, log[-3000:]
-        assert "bm25s" not in log, log[-3000:]
+        assert "bm25s" not in log and "Loading weights" not in log, log[-3000:]
 
 
 def test_merged_reader_is_cached_and_checked_on_every_load(tmp_path: Path) -> None:
