@@ -51,8 +51,9 @@ def quantize_torch(model: Any) -> Any:
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "qa-offline" / "onnx"
+    from qa.models import cache_root
+
+    return cache_root() / "onnx"
 
 
 def _weights_digest(model: Any) -> str:

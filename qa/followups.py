@@ -68,10 +68,8 @@ def resolve_followup(question: str, history: Sequence[str | Turn]) -> str:
     word = match.group(1).lower()
     if word in _THING | _THING_POSSESSIVE and _asks_who(last.question):
         return question
+    possessive = word in _PERSONAL_POSSESSIVE | _THING_POSSESSIVE
     if word == "her":
         following = question[match.end():].split()
-        next_word = following[0].strip("?.!,;:").lower() if following else ""
-        word = "her" if next_word in _OBJECT_FOLLOWERS else "hers-possessive"
-    possessive = word in _PERSONAL_POSSESSIVE | _THING_POSSESSIVE or word == "hers-possessive"
-    replacement = f"{name}'s" if possessive and word not in {"hers", "theirs"} else name
-    return question[: match.start()] + replacement + question[match.end():]
+        possessive = (following[0].strip("?.!,;:").lower() if following else "") not in _OBJECT_FOLLOWERS
+    return question[: match.start()] + (f"{name}'s" if possessive else name) + question[match.end():]

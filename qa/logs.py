@@ -47,5 +47,5 @@ def configure_logging(level: str = "INFO", timestamps: bool = False) -> None:
     handler.setFormatter(logging.Formatter(TIMED_FORMAT if timestamps else PLAIN_FORMAT))
     handler.addFilter(ThirdPartyFilter(numeric))
     root.addHandler(handler)
-    root.setLevel(min(numeric, logging.WARNING) if numeric > logging.DEBUG else numeric)
+    root.setLevel(numeric)
     logging.getLogger("qa").setLevel(numeric)

@@ -231,9 +231,8 @@ class Engine:
         top_k = top_k or self.settings.top_k
         if top_k < 1:
             raise ValueError("top_k must be at least 1")
-        turns = [Turn.of(h) for h in (history or [])]
         turns = [Turn(validate_question(t.question, self.settings.max_question_chars), t.answer)
-                 for t in turns if t.question and t.question.strip()]
+                 for t in map(Turn.of, history or []) if t.question.strip()]
         read_as = resolve_followup(question, turns)
         query = " ".join([t.question for t in turns[-2:]] + [read_as])
         hits = self.retrieve(query, top_k)

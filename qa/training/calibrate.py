@@ -20,6 +20,7 @@ import argparse
 import hashlib
 import json
 import logging
+import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,13 @@ class ReaderPrediction:
     def correct(self) -> bool:
         return bool(self.golds) and self.f1 >= CORRECT_F1
 
+    @classmethod
+    def scored(cls, text: str, margin: float, golds: list[str]) -> ReaderPrediction:
+        """A prediction with its F1 and EM against the gold answers (0 when there are none)."""
+        return cls(text, margin, golds,
+                   best_over_golds(f1_score, text, golds) if golds else 0.0,
+                   best_over_golds(exact_match, text, golds) if golds else 0.0)
+
 
 def predict(reader, examples: list[QAExample], progress: bool = True) -> tuple[list[ReaderPrediction], float]:
     """Run the reader on each example's own context; returns predictions and seconds per window."""
@@ -61,13 +69,8 @@ def predict(reader, examples: list[QAExample], progress: bool = True) -> tuple[l
         spans = reader.read(ex.question, [ex.context])
         text = ex.context[spans[0].start : spans[0].end] if spans else ""
         margin = spans[0].margin if spans else -1e3
-        golds = [a for a, _ in ex.answers]
         windows += reader.count_windows(ex.question, ex.context)
-        predictions.append(ReaderPrediction(
-            text, margin, golds,
-            best_over_golds(f1_score, text, golds) if golds else 0.0,
-            best_over_golds(exact_match, text, golds) if golds else 0.0,
-        ))
+        predictions.append(ReaderPrediction.scored(text, margin, [a for a, _ in ex.answers]))
     return predictions, (time.perf_counter() - started) / max(windows, 1)
 
 
@@ -113,25 +116,14 @@ def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bi
     return float(error)
 
 
-def choose_threshold(probabilities: np.ndarray, predictions: list[ReaderPrediction]) -> dict[str, float]:
-    """The threshold maximising mean F1 of answer-or-abstain, with its precision and coverage."""
-    best: dict[str, float] = {}
-    for t in np.round(np.arange(0.02, 0.96, 0.01), 2):
-        answered = probabilities >= t
-        scores = [p.f1 if a else float(not p.golds) for p, a in zip(predictions, answered)]
-        f1 = float(np.mean(scores))
-        if not best or f1 > best["mean_f1"]:
-            correct = np.array([p.correct for p in predictions])
-            unanswerable = np.array([not p.golds for p in predictions])
-            best = {
-                "threshold": float(t),
-                "mean_f1": f1,
-                "precision": float(correct[answered].mean()) if answered.any() else 1.0,
-                "answered_share": float(answered.mean()),
-                "abstention_precision": float(unanswerable[~answered].mean()) if (~answered).any() else 1.0,
-                "abstention_recall": float((~answered)[unanswerable].mean()) if unanswerable.any() else 1.0,
-            }
-    return best
+def choose_threshold(probabilities: np.ndarray, predictions: list[ReaderPrediction]) -> float:
+    """The threshold maximising mean F1 of answer-or-abstain (abstaining is right only when unanswerable)."""
+
+    def mean_f1(threshold: float) -> float:
+        return float(np.mean([p.f1 if answered else float(not p.golds)
+                              for p, answered in zip(predictions, probabilities >= threshold)]))
+
+    return max((float(t) for t in np.round(np.arange(0.02, 0.96, 0.01), 2)), key=mean_f1)
 
 
 #: Files whose questions name their subject, so a question about an article left out of the
@@ -158,8 +150,9 @@ def write_corpus(holdout: list[QAExample], folder: Path) -> tuple[list[QAExample
         paragraphs = list(dict.fromkeys(ex.context for ex in articles[key]))
         path = folder / key[0] / f"{n:05d}.txt"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("\n\n".join(paragraphs) + "\n", encoding="utf-8")
-        corpus_text.append(path.read_text(encoding="utf-8").lower())
+        text = "\n\n".join(paragraphs) + "\n"
+        path.write_text(text, encoding="utf-8")
+        corpus_text.append(text.lower())
     everything = "\n".join(corpus_text)
     questions = []
     for key, examples in sorted(articles.items()):
@@ -180,12 +173,7 @@ def predict_in_corpus(engine, examples: list[QAExample], progress: bool = True) 
         spans = engine.reader.read(ex.question, [h.passage.text for h in hits])
         text = hits[spans[0].text_index].passage.text[spans[0].start : spans[0].end] if spans else ""
         margin = spans[0].margin if spans else -1e3
-        golds = [a for a, _ in ex.answers]
-        predictions.append(ReaderPrediction(
-            text, margin, golds,
-            best_over_golds(f1_score, text, golds) if golds else 0.0,
-            best_over_golds(exact_match, text, golds) if golds else 0.0,
-        ))
+        predictions.append(ReaderPrediction.scored(text, margin, [a for a, _ in ex.answers]))
     return predictions
 
 
@@ -215,8 +203,6 @@ def summarise(predictions: list[ReaderPrediction], probabilities: np.ndarray, th
 def calibrate(reader_name: str, holdout: list[QAExample], dev: list[QAExample], out: Path, work: Path,
               max_questions: int = 1500, seed: int = 13) -> dict:
     """Fit on answer()-like conditions, report them and gold-paragraph reading; write `calibration.json`."""
-    import random
-
     from qa.config import Settings
     from qa.pipeline import Engine
 
@@ -234,25 +220,25 @@ def calibrate(reader_name: str, holdout: list[QAExample], dev: list[QAExample], 
     def probability(predictions: list[ReaderPrediction]) -> np.ndarray:
         return 1 / (1 + np.exp(-(slope * np.array([p.margin for p in predictions]) + intercept)))
 
-    choice = choose_threshold(probability(in_corpus), in_corpus)
+    threshold = choose_threshold(probability(in_corpus), in_corpus)
     gold = random.Random(seed).sample(holdout, min(max_questions, len(holdout)))
     gold_predictions, _ = predict(engine.reader, gold)
     dev_predictions, seconds_per_window = predict(engine.reader, dev)
     report = {
         "slope": slope,
         "intercept": intercept,
-        "threshold": choice["threshold"],
+        "threshold": threshold,
         "fitted_on": "answer()-like: top-k hybrid retrieval over held-out articles, half of them indexed",
         "answer_like": {"documents": documents, "passages": index_report.passages,
-                        **summarise(in_corpus, probability(in_corpus), choice["threshold"])},
-        "gold_paragraph": summarise(gold_predictions, probability(gold_predictions), choice["threshold"]),
+                        **summarise(in_corpus, probability(in_corpus), threshold)},
+        "gold_paragraph": summarise(gold_predictions, probability(gold_predictions), threshold),
         "dev": {
             "file": "dev/nq_qed_dev",
             "questions": len(dev),
             "em": 100 * float(np.mean([p.em for p in dev_predictions])),
             "f1": 100 * float(np.mean([p.f1 for p in dev_predictions])),
             "f1_at_threshold": 100 * summarise(dev_predictions, probability(dev_predictions),
-                                               choice["threshold"])["answerable_f1"],
+                                               threshold)["answerable_f1"],
             "ms_per_window": 1000 * seconds_per_window,
         },
         "correct_means": f"token F1 >= {CORRECT_F1} against a gold answer",
