@@ -23,14 +23,24 @@ ReaderOpt = typer.Option(None, "--reader-model", help="Hugging Face QA model id 
 TopKOpt = typer.Option(None, "--top-k", min=1, help="passages read per question [env QA_TOP_K, default 5]")
 ThresholdOpt = typer.Option(None, "--threshold", min=0.0, max=1.0, help="abstain below this confidence [env QA_THRESHOLD]")
 IndexTypeOpt = typer.Option(None, "--index-type", help="flat (exact) or hnsw (approximate) [env QA_INDEX_TYPE]")
+PrecisionOpt = typer.Option(None, "--precision", help="auto (bf16 where the CPU has it), fp32 or bf16 [env QA_PRECISION]")
+ReadFirstOpt = typer.Option(None, "--read-first", min=0,
+                            help="passages read before deciding to read the rest; 0 reads all [env QA_READ_FIRST, default 2]")
+VectorStoreOpt = typer.Option(None, "--vector-store", help="faiss (files in the index folder) or milvus [env QA_VECTOR_STORE]")
+MilvusUriOpt = typer.Option(None, "--milvus-uri",
+                            help="Milvus Lite file (path ending in .db) or server (http://host:19530) [env QA_MILVUS_URI]")
+MilvusCollectionOpt = typer.Option(None, "--milvus-collection",
+                                   help="Milvus collection name [env QA_MILVUS_COLLECTION, default qa_passages]")
 
 
 def _setup(**overrides) -> Settings:
     from qa.logs import configure_logging
+    from qa.vector_store import check_settings
 
     try:
         settings = Settings.load(**overrides)
         configure_logging(settings.log_level)
+        check_settings(settings)
     except ValueError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2) from None
@@ -43,16 +53,22 @@ def index(
     index_dir: Optional[str] = IndexOpt,
     embedding_model: Optional[str] = EmbedOpt,
     index_type: Optional[str] = IndexTypeOpt,
+    vector_store: Optional[str] = VectorStoreOpt,
+    milvus_uri: Optional[str] = MilvusUriOpt,
+    milvus_collection: Optional[str] = MilvusCollectionOpt,
+    ray: bool = typer.Option(False, "--ray", help="read, split and embed on Ray (local unless --ray-address) [env QA_INDEXER=ray]"),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster to index on (implies --ray) [env QA_RAY_ADDRESS]"),
 ) -> None:
     """Build the index for a folder, or update it for added, changed and removed files."""
-    from qa.indexing import EmptyCorpusError
     from qa.pipeline import Engine
 
     settings = _setup(corpus_dir=str(corpus) if corpus else None, index_dir=index_dir,
-                      embedding_model=embedding_model, index_type=index_type)
+                      embedding_model=embedding_model, index_type=index_type, vector_store=vector_store,
+                      milvus_uri=milvus_uri, milvus_collection=milvus_collection,
+                      indexer="ray" if ray or ray_address else None, ray_address=ray_address)
     try:
         report = Engine(settings).ensure_index(progress=True)
-    except EmptyCorpusError as exc:
+    except ValueError as exc:  # an empty corpus, an unusable vector store or Ray setting
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2) from None
     typer.echo(
@@ -74,6 +90,11 @@ def ask(
     threshold: Optional[float] = ThresholdOpt,
     reader_model: Optional[str] = ReaderOpt,
     embedding_model: Optional[str] = EmbedOpt,
+    vector_store: Optional[str] = VectorStoreOpt,
+    milvus_uri: Optional[str] = MilvusUriOpt,
+    milvus_collection: Optional[str] = MilvusCollectionOpt,
+    precision: Optional[str] = PrecisionOpt,
+    read_first: Optional[int] = ReadFirstOpt,
 ) -> None:
     """Answer a question from the indexed documents (builds the index on first use)."""
     from qa.models import ModelNotAvailableError
@@ -81,7 +102,8 @@ def ask(
     from qa.reader import ReaderFilesError
 
     settings = _setup(corpus_dir=corpus_dir, index_dir=index_dir, reader_model=reader_model,
-                      embedding_model=embedding_model, log_level=None)
+                      embedding_model=embedding_model, vector_store=vector_store, milvus_uri=milvus_uri,
+                      milvus_collection=milvus_collection, precision=precision, read_first=read_first, log_level=None)
     try:
         result = Engine(settings).answer(question, top_k=top_k, threshold=threshold)
     except (ValueError, ModelNotAvailableError, ReaderFilesError) as exc:
@@ -106,11 +128,18 @@ def serve(
     port: Optional[int] = typer.Option(None, help="port [env QA_PORT, default 7860]"),
     corpus_dir: Optional[str] = CorpusOpt,
     index_dir: Optional[str] = IndexOpt,
+    vector_store: Optional[str] = VectorStoreOpt,
+    milvus_uri: Optional[str] = MilvusUriOpt,
+    milvus_collection: Optional[str] = MilvusCollectionOpt,
+    precision: Optional[str] = PrecisionOpt,
+    read_first: Optional[int] = ReadFirstOpt,
 ) -> None:
     """Start the web chat."""
     from qa.web import serve as serve_web
 
-    serve_web(_setup(host=host, port=port, corpus_dir=corpus_dir, index_dir=index_dir))
+    serve_web(_setup(host=host, port=port, corpus_dir=corpus_dir, index_dir=index_dir, vector_store=vector_store,
+                     milvus_uri=milvus_uri, milvus_collection=milvus_collection, precision=precision,
+                     read_first=read_first))
 
 
 @app.command(name="eval", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

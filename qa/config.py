@@ -29,6 +29,12 @@ class Settings:
     reader_model: str = ""
     #: Passages handed to the reader.
     top_k: int = 5
+    #: Adaptive reading: the reader reads the best `read_first` of the `top_k` passages, and the
+    #: rest only when its best answer there scores below `read_more_below` (or the threshold,
+    #: if higher). 0 reads all `top_k` at once. The right passage is first or second for 98%
+    #: of the seed questions, so most questions cost two windows instead of five.
+    read_first: int = 2
+    read_more_below: float = 0.5
     #: Candidates fetched from each retriever before fusion.
     retrieve_k: int = 50
     #: Answers whose calibrated probability is below this are abstentions; negative means
@@ -43,11 +49,33 @@ class Settings:
     passage_overlap_words: int = 40
     #: "flat" (exact inner product) or "hnsw" (approximate, for large corpora).
     index_type: str = "flat"
+    #: Where vectors and passages live: "faiss" (files in `index_dir`, embedded) or "milvus" (a
+    #: Milvus Lite file or a Milvus server that several app servers can share). Empty: the store
+    #: `index_dir` was built with (a Milvus index leaves a store.json there), else "faiss".
+    vector_store: str = ""
+    #: Milvus to use: a local path ending in ".db" means Milvus Lite, embedded (one process at a
+    #: time); "http://host:19530" a Milvus standalone or cluster. Empty: `index_dir`/milvus.db.
+    milvus_uri: str = ""
+    #: Milvus credentials: a token, or "user:password" (servers with authentication only).
+    milvus_token: str = ""
+    #: Milvus collection holding the passages; its manifest lives in "<name>_manifest".
+    milvus_collection: str = "qa_passages"
+    #: Keyword (BM25) search with Milvus: "auto" (Milvus's own full-text search where the engine
+    #: supports it, else bm25s in this process), "engine" (require Milvus's), or "local" (bm25s).
+    milvus_bm25: str = "auto"
+    #: How `qa index` reads, splits and embeds documents: "local" (this process) or "ray"
+    #: (a Ray Data pipeline; a local Ray on this machine's cores unless `ray_address` is set).
+    indexer: str = "local"
+    #: Ray cluster to index on ("ray://host:10001" or "host:6379"); empty starts a local Ray.
+    ray_address: str = ""
     batch_size: int = 32
     threads: int = 0
     #: Inference engine for the embedder and the reader: "torch", or "onnx" (ONNX Runtime; needs
     #: the `onnxruntime` and `onnx` packages; the converted models are cached in `model_cache_dir`).
     backend: str = "torch"
+    #: Arithmetic of the torch models: "auto" (bf16 where the CPU has native bf16 instructions,
+    #: else fp32), "fp32" or "bf16". See `qa.accel`.
+    precision: str = "auto"
     #: "none", or "int8" (dynamic int8 quantisation of the linear layers: faster, slightly
     #: different scores; an int8 embedder's index is rebuilt once).
     quantize: str = "none"

@@ -1,4 +1,9 @@
-"""Keep an index in step with a corpus folder: embed only added or changed files, drop removed ones."""
+"""Keep an index in step with a corpus folder: embed only added or changed files, drop removed ones.
+
+A sync lists the folder and hashes every file, then reads and splits the added and changed
+ones, embeds all their passages in one batched pass (or on Ray, with `indexer="ray"`), and
+hands them to the configured vector store, which persists them with one `save()`.
+"""
 
 from __future__ import annotations
 
@@ -10,20 +15,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from qa.config import Settings
 from qa.documents import DocumentError, list_corpus_files, load_document, relative_document_path
 from qa.embedding import Embedder
 from qa.passages import split_passages
-from qa.store import (
-    CorruptIndexError,
-    DocumentRecord,
-    IncompatibleIndexError,
-    IndexProfile,
-    IndexStore,
-    write_lock,
-)
+from qa.store import DocumentRecord, IndexProfile
+from qa.types import Passage
+from qa.vector_store import VectorStore, check_settings, open_vector_store
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,40 @@ class IndexReport:
         return bool(self.added or self.changed or self.removed or self.rebuilt_reason)
 
 
+@dataclass(frozen=True)
+class PendingFile:
+    """A file that is new or changed since the index last saw it."""
+
+    doc_path: str
+    path: Path
+    digest: str
+
+
+@dataclass
+class SplitDocument:
+    """A pending file read and split into passages, or the reason it cannot be indexed."""
+
+    doc_path: str
+    digest: str
+    passages: list[Passage] = field(default_factory=list)
+    chars: int = 0
+    skip_reason: str = ""
+
+    @property
+    def record(self) -> DocumentRecord:
+        return DocumentRecord(self.digest, len(self.passages), self.chars)
+
+
+@dataclass
+class PreparedDocument:
+    """A split document with one vector per passage, ready for the store."""
+
+    doc_path: str
+    record: DocumentRecord
+    passages: list[Passage]
+    vectors: np.ndarray
+
+
 def profile_for(settings: Settings, embedder: Embedder) -> IndexProfile:
     return IndexProfile(
         embedding_model=embedder.name,
@@ -61,16 +96,10 @@ def profile_for(settings: Settings, embedder: Embedder) -> IndexProfile:
     )
 
 
-def open_store(settings: Settings, profile: IndexProfile) -> tuple[IndexStore, str]:
-    """Load the index, or start an empty one; a corrupt or incompatible index is replaced, with a warning."""
-    directory = Path(settings.index_dir)
-    try:
-        return IndexStore.load(directory, profile), ""
-    except FileNotFoundError:
-        return IndexStore(directory, profile), ""
-    except (CorruptIndexError, IncompatibleIndexError) as exc:
-        logger.warning("rebuilding the index: %s", exc)
-        return IndexStore(directory, profile), str(exc)
+def open_store(settings: Settings, profile: IndexProfile) -> tuple[VectorStore, str]:
+    """Load the configured vector store, or start an empty one; the reason it is rebuilt or
+    repaired ("" when it is sound). See `qa.vector_store.open_vector_store`."""
+    return open_vector_store(settings, profile)
 
 
 def file_hash(path: Path) -> str:
@@ -94,103 +123,149 @@ def _missing_reason(path: Path) -> str:
 
 
 def sync_corpus(
-    store: IndexStore,
+    store: VectorStore,
     corpus_dir: Path,
     embedder: Embedder,
     settings: Settings,
     progress: bool = True,
     rebuilt_reason: str = "",
 ) -> IndexReport:
-    """Bring `store` in line with every supported file under `corpus_dir` and save it atomically."""
+    """Bring `store` in line with every supported file under `corpus_dir` and save it once.
+
+    A shared store (Milvus) with no corpus folder here is served as it is: app servers behind a
+    load balancer read the index that one `qa index` keeps up to date.
+    """
     started = time.perf_counter()
+    check_settings(settings)
     report = IndexReport(rebuilt_reason=rebuilt_reason)
     if not corpus_dir.is_dir():
+        if store.shared and len(store) and not rebuilt_reason:
+            logger.info("no corpus folder %s here: serving %s as it is", corpus_dir, store.location)
+            report.passages, report.documents = len(store), len(store.documents)
+            report.unchanged = sorted(store.documents)
+            return report
         raise EmptyCorpusError(f"the corpus folder {corpus_dir} does not exist; create it and add documents")
-    with write_lock(store.directory):
-        seen: set[str] = set()
-        pending: list[tuple[str, Path, str]] = []
-        listing_skips: list = []
-        files = list_corpus_files(corpus_dir, listing_skips)
-        report.skipped.extend((item.path, item.reason) for item in listing_skips)
-        for path in files:
-            doc_path = relative_document_path(path, corpus_dir)
-            try:
-                digest = file_hash(path)
-            except FileNotFoundError:
-                _skip(report, doc_path, _missing_reason(path))
-                continue
-            except DocumentError as exc:
-                _skip(report, doc_path, exc.reason)
-                continue
-            except OSError as exc:
-                _skip(report, doc_path, f"could not be read ({exc.strerror or exc})")
-                continue
-            seen.add(doc_path)
-            known = store.documents.get(doc_path)
-            if known is not None and known.content_hash == digest:
-                report.unchanged.append(doc_path)
-            else:
-                pending.append((doc_path, path, digest))
-        report.removed = sorted(set(store.documents) - seen)
+    with store.write_lock():
+        pending = _pending_files(store, corpus_dir, report)
         store.remove_documents(set(report.removed))
-        for doc_path, path, digest in tqdm(pending, desc="indexing", unit="file", disable=not progress or len(pending) < 2):
-            known = doc_path in store.documents
-            if _index_file(store, path, corpus_dir, digest, embedder, settings, report, progress):
-                (report.changed if known else report.added).append(doc_path)
-            elif known:
-                store.remove_documents({doc_path})
-                report.removed.append(doc_path)
-        if not store.passages:
+        if settings.indexer == "ray" and pending:
+            from qa.ray_indexing import prepare_with_ray
+
+            prepared = prepare_with_ray(pending, corpus_dir, settings, progress)
+        else:
+            prepared = prepare_locally(pending, corpus_dir, embedder, settings, progress)
+        for item in pending:
+            known = item.doc_path in store.documents
+            result = prepared[item.doc_path]
+            if isinstance(result, PreparedDocument):
+                store.add_document(item.doc_path, result.record, result.passages, result.vectors)
+                (report.changed if known else report.added).append(item.doc_path)
+                continue
+            _skip(report, item.doc_path, result)
+            if known:
+                store.remove_documents({item.doc_path})
+                report.removed.append(item.doc_path)
+        if not len(store):
             reasons = "; ".join(f"{p}: {r}" for p, r in report.skipped[:5])
             raise EmptyCorpusError(
                 f"no readable documents in {corpus_dir} (supported: .txt, .md, .html, .htm, .pdf)"
                 + (f"; skipped {reasons}" if reasons else "")
             )
-        if report.modified or not (store.directory / "manifest.json").exists():
+        if report.modified or not store.persisted:
             store.save()
-        else:  # a writer killed after switching the manifest leaves the previous files behind
-            store.remove_stale_files()
-    report.passages, report.documents = len(store.passages), len(store.documents)
+        else:  # a writer killed after committing leaves its leftovers behind
+            store.tidy()
+    report.passages, report.documents = len(store), len(store.documents)
     report.seconds = time.perf_counter() - started
     logger.info(
         "index %s: %d documents, %d passages (%d added, %d changed, %d removed, %d skipped) in %.1fs",
-        store.directory, report.documents, report.passages, len(report.added), len(report.changed),
+        store.location, report.documents, report.passages, len(report.added), len(report.changed),
         len(report.removed), len(report.skipped), report.seconds,
     )
     return report
 
 
-def _index_file(
-    store: IndexStore,
-    path: Path,
-    corpus_dir: Path,
-    digest: str,
-    embedder: Embedder,
-    settings: Settings,
-    report: IndexReport,
-    progress: bool,
-) -> bool:
-    doc_path = relative_document_path(path, corpus_dir)
+def _pending_files(store: VectorStore, corpus_dir: Path, report: IndexReport) -> list[PendingFile]:
+    """Hash every supported file: unchanged ones go to the report, the rest are returned;
+    `report.removed` gets the indexed documents whose files are gone.
+
+    A shared store may be fed from several folders (machines, sources): a sync only removes the
+    documents of its own folder ("seeds/..." for a folder named seeds), so an app server that
+    indexes an upload in its own folder never drops what another indexer added.
+    """
+    seen: set[str] = set()
+    pending: list[PendingFile] = []
+    listing_skips: list = []
+    files = list_corpus_files(corpus_dir, listing_skips)
+    report.skipped.extend((item.path, item.reason) for item in listing_skips)
+    for path in files:
+        doc_path = relative_document_path(path, corpus_dir)
+        try:
+            digest = file_hash(path)
+        except FileNotFoundError:
+            _skip(report, doc_path, _missing_reason(path))
+            continue
+        except DocumentError as exc:
+            _skip(report, doc_path, exc.reason)
+            continue
+        except OSError as exc:
+            _skip(report, doc_path, f"could not be read ({exc.strerror or exc})")
+            continue
+        seen.add(doc_path)
+        known = store.documents.get(doc_path)
+        if known is not None and known.content_hash == digest:
+            report.unchanged.append(doc_path)
+        else:
+            pending.append(PendingFile(doc_path, path, digest))
+    gone = set(store.documents) - seen
+    if store.shared:
+        own = Path(os.path.abspath(corpus_dir)).name + "/"
+        gone = {path for path in gone if path.startswith(own)}
+    report.removed = sorted(gone)
+    return pending
+
+
+def split_file(item: PendingFile, corpus_dir: Path, settings: Settings) -> SplitDocument:
+    """Read and split one pending file; a file that cannot be used gets a skip reason instead
+    (a parser bug on one odd file must not stop the whole build)."""
+    out = SplitDocument(item.doc_path, item.digest)
     try:
-        document = load_document(path, corpus_dir)
+        document = load_document(item.path, corpus_dir)
     except DocumentError as exc:
-        return _skip(report, doc_path, exc.reason)
+        out.skip_reason = exc.reason
     except FileNotFoundError:
-        return _skip(report, doc_path, _missing_reason(path))
+        out.skip_reason = _missing_reason(item.path)
     except OSError as exc:
-        return _skip(report, doc_path, f"could not be read ({exc.strerror or exc})")
-    except Exception as exc:  # a parser bug on one odd file must not stop the whole build
-        logger.debug("failed to load %s", path, exc_info=True)
-        return _skip(report, doc_path, f"could not be loaded ({type(exc).__name__}: {exc})")
-    passages = split_passages(document, settings.passage_words, settings.passage_overlap_words)
-    if not passages:
-        return _skip(report, doc_path, "has no text to index")
-    vectors = embedder.encode([p.text for p in passages], progress=progress)
-    store.add_document(doc_path, DocumentRecord(digest, len(passages), len(document.text)), passages, vectors)
-    return True
+        out.skip_reason = f"could not be read ({exc.strerror or exc})"
+    except Exception as exc:
+        logger.debug("failed to load %s", item.path, exc_info=True)
+        out.skip_reason = f"could not be loaded ({type(exc).__name__}: {exc})"
+    else:
+        out.passages = split_passages(document, settings.passage_words, settings.passage_overlap_words)
+        out.chars = len(document.text)
+        if not out.passages:
+            out.skip_reason = "has no text to index"
+    return out
 
 
-def _skip(report: IndexReport, doc_path: str, reason: str) -> bool:
+def prepare_locally(
+    pending: list[PendingFile], corpus_dir: Path, embedder: Embedder, settings: Settings, progress: bool
+) -> dict[str, PreparedDocument | str]:
+    """Read and split every pending file, then embed all their passages in one call (the
+    embedder batches them by length), so many small files cost no more than one large one.
+    Returns each file's prepared document, or the reason it was skipped."""
+    splits = [split_file(item, corpus_dir, settings)
+              for item in tqdm(pending, desc="indexing", unit="file", disable=not progress or len(pending) < 2)]
+    usable = [s for s in splits if not s.skip_reason]
+    vectors = embedder.encode([p.text for s in usable for p in s.passages], progress=progress)
+    out: dict[str, PreparedDocument | str] = {s.doc_path: s.skip_reason for s in splits if s.skip_reason}
+    row = 0
+    for s in usable:
+        out[s.doc_path] = PreparedDocument(s.doc_path, s.record, s.passages, vectors[row : row + len(s.passages)])
+        row += len(s.passages)
+    return out
+
+
+def _skip(report: IndexReport, doc_path: str, reason: str) -> None:
     report.skipped.append((doc_path, reason))
     logger.warning("skipped %s: %s", doc_path, reason)
-    return False

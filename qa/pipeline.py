@@ -6,6 +6,7 @@ web sessions share one, reads run concurrently and index updates take a lock.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import re
@@ -14,13 +15,18 @@ import time
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from qa.config import Settings
 from qa.indexing import IndexReport, open_store, profile_for, sync_corpus
 from qa.sentences import split_sentences
-from qa.store import IndexError_, IndexStore
+from qa.store import IndexError_, StoreUnavailableError
 from qa.followups import resolve_followup
 from qa.types import Answer, Hit, Turn
+from qa.vector_store import load_vector_store
+
+if TYPE_CHECKING:
+    from qa.reader import SpanResult
 
 logger = logging.getLogger(__name__)
 
@@ -49,18 +55,20 @@ _MODEL_LOADING = threading.Lock()
 
 
 @functools.lru_cache(maxsize=4)
-def _embedder(name: str, batch_size: int, backend: str = "torch", quantize: str = "none", cache_dir: str = ""):
+def _embedder(name: str, batch_size: int, backend: str = "torch", quantize: str = "none", cache_dir: str = "",
+              precision: str = "auto"):
     from qa.embedding import Embedder
 
-    return Embedder(name, batch_size=batch_size, backend=backend, quantize=quantize, cache_dir=cache_dir)
+    return Embedder(name, batch_size=batch_size, backend=backend, quantize=quantize, cache_dir=cache_dir,
+                    precision=precision)
 
 
 @functools.lru_cache(maxsize=4)
 def _reader(name: str, window_tokens: int, stride: int, max_answer_tokens: int, batch_size: int,
-            backend: str = "torch", quantize: str = "none", cache_dir: str = ""):
+            backend: str = "torch", quantize: str = "none", cache_dir: str = "", precision: str = "auto"):
     from qa.reader import Reader
 
-    return Reader(name, window_tokens, stride, max_answer_tokens, batch_size, backend, quantize, cache_dir)
+    return Reader(name, window_tokens, stride, max_answer_tokens, batch_size, backend, quantize, cache_dir, precision)
 
 
 def validate_question(question: str, max_chars: int) -> str:
@@ -105,14 +113,14 @@ class Engine:
     def embedder(self):
         s = self.settings
         with _MODEL_LOADING:
-            return _embedder(s.embedding_model, s.batch_size, s.backend, s.quantize, s.model_cache_dir)
+            return _embedder(s.embedding_model, s.batch_size, s.backend, s.quantize, s.model_cache_dir, s.precision)
 
     @property
     def reader(self):
         s = self.settings
         with _MODEL_LOADING:
             return _reader(s.reader_model, s.window_tokens, s.window_stride, s.max_answer_tokens, s.batch_size,
-                           s.backend, s.quantize, s.model_cache_dir)
+                           s.backend, s.quantize, s.model_cache_dir, s.precision)
 
     def load_models(self) -> None:
         """Load the embedder, then the reader: the one order every entry point uses at start-up."""
@@ -146,16 +154,13 @@ class Engine:
             self._synced = True
             return report
 
-    def _install(self, store, mtime: int | None = None) -> None:
-        """Serve `store`; `mtime` is that of the manifest it was read from (default: as on disk now)."""
+    def _install(self, store, version=None) -> None:
+        """Serve `store`; `version` is that of the saved index it was read from (default: as saved now)."""
         from qa.retrieval import HybridRetriever
 
         self._retriever = HybridRetriever(store, self.embedder)
         self._store = store
-        if mtime is None:
-            manifest = store.directory / "manifest.json"
-            mtime = manifest.stat().st_mtime_ns if manifest.exists() else 0
-        self._manifest_mtime = mtime
+        self._store_version = store.disk_version() if version is None else version
 
     def _refresh_if_changed(self) -> None:
         """Pick up an index another process (`qa index`, another server) saved since we loaded ours.
@@ -163,22 +168,22 @@ class Engine:
         If the new index cannot be read (or was built with other settings), keep answering from
         the one we have: an empty store would silently answer nothing until the next change.
         """
-        manifest = Path(self.settings.index_dir) / "manifest.json"
         try:
-            mtime = manifest.stat().st_mtime_ns
-        except FileNotFoundError:
+            version = self._store.disk_version()
+        except StoreUnavailableError as exc:
+            logger.warning("keeping the loaded index; cannot check for a newer one: %s", exc)
             return
-        if mtime != self._manifest_mtime:
+        if version is not None and version != self._store_version:
             with self._lock:
-                if mtime != self._manifest_mtime:
+                if version != self._store_version:
                     logger.info("index changed on disk; reloading")
                     try:
-                        store = IndexStore.load(self.settings.index_dir, profile_for(self.settings, self.embedder))
-                    except (IndexError_, OSError) as exc:
+                        store = load_vector_store(self.settings, profile_for(self.settings, self.embedder))
+                    except (IndexError_, StoreUnavailableError, OSError) as exc:
                         logger.warning("keeping the loaded index; the one on disk cannot be used: %s", exc)
-                        self._manifest_mtime = mtime  # do not retry on every question
+                        self._store_version = version  # do not retry on every question
                         return
-                    self._install(store, mtime)
+                    self._install(store, version)
 
     def add_file(self, path: str | Path) -> IndexReport:
         """Index (or re-index) the corpus after a file was saved into it."""
@@ -211,7 +216,7 @@ class Engine:
         store = self.store
         self._refresh_if_changed()
         retriever = self._retriever
-        return retriever.retrieve(query, k, max(k, self.settings.retrieve_k)) if store.passages else []
+        return retriever.retrieve(query, k, max(k, self.settings.retrieve_k)) if len(store) else []
 
     def answer(
         self,
@@ -237,7 +242,7 @@ class Engine:
         query = " ".join([t.question for t in turns[-2:]] + [read_as])
         hits = self.retrieve(query, top_k)
         retrieved = time.perf_counter()
-        spans = self.reader.read(read_as, [h.passage.text for h in hits])
+        spans, passages_read = self._read_adaptively(read_as, [h.passage.text for h in hits], threshold)
         read_done = time.perf_counter()
         candidates: list[Answer] = []
         seen: set[tuple[str, int, int]] = set()
@@ -265,12 +270,31 @@ class Engine:
         result = self._decide(question, candidates, threshold)
         result.read_as = read_as if read_as != question else ""
         result.hits = hits
+        result.passages_read = passages_read
         result.timings = {
             "retrieve": retrieved - started,
             "read": read_done - retrieved,
             "total": time.perf_counter() - started,
         }
         return result
+
+    def _read_adaptively(self, question: str, texts: list[str],
+                         threshold: float | None) -> tuple[list[SpanResult], int]:
+        """Best spans of the passages, reading the best-ranked first and the rest only when unsure.
+
+        The right passage is usually ranked first or second, so a confident answer there is
+        rarely beaten by a lower-ranked passage; an unsure one gets every passage, as before.
+        Returns the spans, best first, and how many passages were read.
+        """
+        first = self.settings.read_first
+        if first <= 0 or first >= len(texts):
+            return self.reader.read(question, texts), len(texts)
+        spans = self.reader.read(question, texts[:first])
+        threshold = self.default_threshold if threshold is None or threshold < 0 else threshold
+        if spans and spans[0].probability >= max(self.settings.read_more_below, threshold):
+            return spans, first
+        more = [dataclasses.replace(s, text_index=s.text_index + first) for s in self.reader.read(question, texts[first:])]
+        return sorted(spans + more, key=lambda s: -s.margin), len(texts)
 
     def read(self, question: str, context: str, threshold: float | None = None) -> Answer:
         """The reader alone on one text of any length; offsets index `context`."""

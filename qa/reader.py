@@ -170,8 +170,9 @@ class Reader:
         backend: str = "torch",
         quantize: str = "none",
         cache_dir: str = "",
+        precision: str = "auto",
     ) -> None:
-        accel.check(backend, quantize)
+        self.precision = accel.resolve_precision(precision, backend, quantize)
         import torch
         from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
@@ -195,6 +196,8 @@ class Reader:
             self._onnx = accel.OnnxModel(self.model, "reader", quantize, cache_dir)
         elif quantize == "int8":
             self.model = accel.quantize_torch(self.model)
+        elif self.precision == "bf16":
+            self.model = self.model.to(torch.bfloat16)
         self.window_tokens = min(window_tokens, int(getattr(self.model.config, "max_position_embeddings", 512)))
         self.stride = stride
         self.max_answer_tokens = max_answer_tokens

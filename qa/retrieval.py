@@ -1,4 +1,4 @@
-"""Hybrid retrieval: dense (FAISS) and BM25 rankings fused by reciprocal rank fusion.
+"""Hybrid retrieval: dense (vector store) and BM25 rankings fused by reciprocal rank fusion.
 
 BM25 finds rare names and numbers that a small embedding model blurs; dense search finds
 paraphrases that share no words. RRF needs no score calibration between the two.
@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import TYPE_CHECKING
 
-from qa.embedding import Embedder
-from qa.store import IndexStore
-from qa.types import Hit
+from qa.types import Hit, Passage
+
+if TYPE_CHECKING:
+    from qa.embedding import Embedder
+    from qa.vector_store import VectorStore
 
 logger = logging.getLogger(__name__)
 
@@ -50,31 +53,40 @@ class SparseIndex:
 
 
 class HybridRetriever:
-    """Ranks the store's passages for a query; fused score is the RRF sum over both rankings."""
+    """Ranks the store's passages for a query; fused score is the RRF sum over both rankings.
 
-    def __init__(self, store: IndexStore, embedder: Embedder) -> None:
+    The keyword side is the store's own BM25 where it has one (Milvus full-text search), else
+    bm25s over the store's passages in this process.
+    """
+
+    def __init__(self, store: VectorStore, embedder: Embedder) -> None:
         self.store = store
         self.embedder = embedder
-        self.sparse = SparseIndex([p.text for p in store.passages])
+        self._passages = [] if store.has_keyword_search else store.passages  # what `sparse` ranks
+        self.sparse = None if store.has_keyword_search else SparseIndex([p.text for p in self._passages])
 
     def retrieve(self, query: str, k: int, candidates: int = 50) -> list[Hit]:
-        if not self.store.passages:
+        if not len(self.store):
             return []
+        n = max(k, candidates)
         query_vector = self.embedder.encode([query])
-        dense = self.store.search(query_vector, max(k, candidates))[0]
-        sparse = self.sparse.search(query, max(k, candidates))
-        return fuse(self.store, dense, sparse)[:k]
+        dense = self.store.search_passages(query_vector, n)[0]
+        if self.sparse is None:
+            sparse = self.store.keyword_search(query, n)
+        else:
+            sparse = [(self._passages[i], score) for i, score in self.sparse.search(query, n)]
+        return fuse(dense, sparse)[:k]
 
 
-def fuse(store: IndexStore, dense: list[tuple[int, float]], sparse: list[tuple[int, float]]) -> list[Hit]:
-    """Reciprocal rank fusion; ties keep the dense order. Ranks are 1-based."""
-    hits: dict[int, Hit] = {}
-    for rank, (pos, score) in enumerate(dense, start=1):
-        hit = hits.setdefault(pos, Hit(store.passages[pos], 0, 0.0))
+def fuse(dense: list[tuple[Passage, float]], sparse: list[tuple[Passage, float]]) -> list[Hit]:
+    """Reciprocal rank fusion of two rankings of passages; ties keep the dense order. Ranks are 1-based."""
+    hits: dict[str, Hit] = {}
+    for rank, (passage, score) in enumerate(dense, start=1):
+        hit = hits.setdefault(passage.id, Hit(passage, 0, 0.0))
         hit.dense_rank, hit.dense_score = rank, score
         hit.score += 1.0 / (RRF_K + rank)
-    for rank, (pos, score) in enumerate(sparse, start=1):
-        hit = hits.setdefault(pos, Hit(store.passages[pos], 0, 0.0))
+    for rank, (passage, score) in enumerate(sparse, start=1):
+        hit = hits.setdefault(passage.id, Hit(passage, 0, 0.0))
         hit.sparse_rank, hit.sparse_score = rank, score
         hit.score += 1.0 / (RRF_K + rank)
     ordered = sorted(hits.values(), key=lambda h: (-h.score, h.dense_rank or 10**9))

@@ -15,11 +15,14 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
 from qa.types import Passage
+
+if TYPE_CHECKING:
+    from qa.config import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +42,11 @@ class CorruptIndexError(IndexError_):
 
 class IncompatibleIndexError(IndexError_):
     """The index was built with other settings (embedding model, passage sizes, format)."""
+
+
+class StoreUnavailableError(ValueError):
+    """The configured vector store cannot be used as it is (unreachable, locked, built with
+    another embedding model); the message names the setting to change. No rebuild fixes it."""
 
 
 @dataclass
@@ -64,7 +72,14 @@ class IndexProfile:
 
 @dataclass
 class IndexStore:
-    """Passages and their vectors, searchable by inner product; `passages[i]` has FAISS id `ids[i]`."""
+    """Passages and their vectors, searchable by inner product; `passages[i]` has FAISS id `ids[i]`.
+
+    The FAISS implementation of `qa.vector_store.VectorStore`: everything in memory, saved as
+    files in `directory`.
+    """
+
+    shared = False  # one folder: only processes on this machine read it
+    has_keyword_search = False  # the retriever runs bm25s over `passages`
 
     directory: Path
     profile: IndexProfile
@@ -91,6 +106,17 @@ class IndexStore:
             [(self._position[int(i)], float(s)) for s, i in zip(row_s, row_i) if i != -1]
             for row_s, row_i in zip(scores, ids)
         ]
+
+    def search_passages(self, vectors: np.ndarray, k: int) -> list[list[tuple[Passage, float]]]:
+        """For each query vector, (passage, inner product) best first."""
+        return [[(self.passages[pos], score) for pos, score in row] for row in self.search(vectors, k)]
+
+    def keyword_search(self, query: str, k: int) -> list[tuple[Passage, float]]:
+        raise NotImplementedError("FAISS has no keyword search: the retriever runs bm25s over `passages`")
+
+    @property
+    def location(self) -> str:
+        return str(self.directory)
 
     def passages_of(self, document: str) -> list[Passage]:
         return [p for p in self.passages if p.document == document]
@@ -136,6 +162,23 @@ class IndexStore:
         return np.vstack([self.faiss_index.reconstruct(faiss_id(p.id)) for p in passages]).astype(np.float32)
 
     # -- persistence -------------------------------------------------------------------------
+    @property
+    def persisted(self) -> bool:
+        return (self.directory / MANIFEST).exists()
+
+    def write_lock(self) -> contextlib.AbstractContextManager[None]:
+        return write_lock(self.directory)
+
+    def tidy(self) -> None:
+        self.remove_stale_files()
+
+    def disk_version(self) -> int | None:
+        """The manifest's mtime: every save replaces the manifest."""
+        try:
+            return (self.directory / MANIFEST).stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
+
     def save(self) -> None:
         """Write a new generation atomically, switch the manifest to it, then drop older files."""
         import faiss
@@ -145,9 +188,9 @@ class IndexStore:
         # and reusing its number would overwrite files a reader may be opening under that name.
         generation = max(self.generation, _disk_generation(self.directory)) + 1
         vectors_name, passages_name = f"vectors-{generation}.faiss", f"passages-{generation}.json"
-        with _atomic_path(self.directory / vectors_name) as tmp:
+        with atomic_path(self.directory / vectors_name) as tmp:
             faiss.write_index(self.faiss_index, str(tmp))
-        with _atomic_path(self.directory / passages_name) as tmp:
+        with atomic_path(self.directory / passages_name) as tmp:
             tmp.write_text(json.dumps([_passage_to_json(p) for p in self.passages], ensure_ascii=False),
                            encoding="utf-8")
         manifest = {
@@ -158,10 +201,14 @@ class IndexStore:
             "counts": {"documents": len(self.documents), "passages": len(self.passages)},
             "documents": {path: asdict(rec) for path, rec in sorted(self.documents.items())},
         }
-        with _atomic_path(self.directory / MANIFEST) as tmp:
+        with atomic_path(self.directory / MANIFEST) as tmp:
             tmp.write_text(json.dumps(manifest, indent=1, ensure_ascii=False), encoding="utf-8")
         _fsync_dir(self.directory)
         self.generation = generation
+        milvus_note = self.directory / "store.json"  # left by a Milvus index: this folder's is FAISS now
+        if milvus_note.exists():
+            with contextlib.suppress(FileNotFoundError):
+                milvus_note.unlink()
         self.remove_stale_files()
 
     def remove_stale_files(self) -> None:
@@ -244,6 +291,18 @@ class IndexStore:
             raise CorruptIndexError("passage counts per document disagree with the manifest")
 
 
+def open_faiss_store(settings: Settings, profile: IndexProfile) -> tuple[IndexStore, str]:
+    """Load the index, or start an empty one; a corrupt or incompatible index is replaced, with a warning."""
+    directory = Path(settings.index_dir)
+    try:
+        return IndexStore.load(directory, profile), ""
+    except FileNotFoundError:
+        return IndexStore(directory, profile), ""
+    except (CorruptIndexError, IncompatibleIndexError) as exc:
+        logger.warning("rebuilding the index: %s", exc)
+        return IndexStore(directory, profile), str(exc)
+
+
 def faiss_id(passage_id: str) -> int:
     """FAISS needs int64 ids: the first 63 bits of the passage's hex id."""
     return int(passage_id[:16], 16) & 0x7FFF_FFFF_FFFF_FFFF
@@ -272,7 +331,7 @@ def _passage_from_json(item: dict[str, Any]) -> Passage:
 
 
 @contextlib.contextmanager
-def _atomic_path(target: Path) -> Iterator[Path]:
+def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temp path beside `target`; on success fsync it and rename it over `target`."""
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)

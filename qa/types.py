@@ -74,6 +74,8 @@ class Answer:
     read_as: str = ""
     alternatives: list[Answer] = field(default_factory=list)
     hits: list[Hit] = field(default_factory=list)
+    #: How many of `hits` the reader read: adaptive reading reads the lower-ranked ones only when unsure.
+    passages_read: int = 0
     timings: dict[str, float] = field(default_factory=dict)
 
     @property

@@ -6,6 +6,12 @@ updating (files added, changed and removed between trials); kill times are sprea
 start-up and the indexing phase, measured on a calibration run. A save takes milliseconds, so
 random kills rarely land inside one; test_kill_before_each_step_of_a_save kills the writer just
 before each rename and delete it makes while saving. Trials: QA_CRASH_TRIALS (default 22).
+
+The random kills run on both vector stores. With Milvus (a Milvus Lite file, served by the killed
+process itself) a sync commits document by document, so a kill may leave some documents new and
+the rest old, but each one whole, none that the update left alone lost, and the next sync
+completes it; test_kill_before_each_write_to_milvus kills the writer before each of its writes.
+Trials with Milvus: QA_CRASH_TRIALS_MILVUS (default 10).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from app_process import ROOT
 from robust_support import assert_answer_well_formed, assert_store_consistent, record
@@ -31,6 +38,7 @@ from robust_support import assert_answer_well_formed, assert_store_consistent, r
 pytestmark = pytest.mark.slow
 
 TRIALS = int(os.environ.get("QA_CRASH_TRIALS", "22"))
+TRIALS_MILVUS = int(os.environ.get("QA_CRASH_TRIALS_MILVUS", "10"))
 FIRST_DOCS = 40
 STABLE_DOC = 0  # never changed or removed: its fact must be answerable after every crash
 PNG_BYTES = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256))
@@ -123,6 +131,9 @@ class State:
     def __post_init__(self) -> None:
         self.hashes = {p: hashlib.sha256(t.encode()).hexdigest() for p, t in self.texts.items()}
 
+    def texts_by_hash(self) -> dict[tuple[str, str], str]:
+        return {(p, self.hashes[p]): t for p, t in self.texts.items()}
+
 
 # ----------------------------------------------------------------------------- running `qa index`
 
@@ -146,6 +157,39 @@ def _cli(*args: str) -> list[str]:
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("QA_") or k == "QA_THREADS"}
     return {**env, "PYTHONUNBUFFERED": "1"}
+
+
+@dataclass
+class Store:
+    """The vector store under test: "faiss" (files in the index folder) or "milvus" (a Milvus
+    Lite file beside it, which only one process at a time may open)."""
+
+    kind: str
+    index_dir: Path
+
+    @property
+    def settings(self) -> dict[str, str]:
+        if self.kind == "faiss":
+            return {}
+        return {"vector_store": "milvus", "milvus_uri": str(self.index_dir.parent / "milvus" / "qa.db")}
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {f"QA_{k.upper()}": v for k, v in self.settings.items()}
+
+    def release(self) -> None:
+        """Let go of the Milvus Lite file, so that a `qa` process can open it."""
+        if self.kind == "milvus":
+            from qa.milvus_store import release
+
+            release(self.settings["milvus_uri"])
+
+    def reset(self) -> None:
+        """Delete the index, to build from scratch."""
+        self.release()
+        shutil.rmtree(self.index_dir, ignore_errors=True)
+        if self.kind == "milvus":
+            shutil.rmtree(self.index_dir.parent / "milvus", ignore_errors=True)
 
 
 def run_index(command: list[str], kill_after: float | None = None, after_marker: bool = False,
@@ -210,10 +254,16 @@ def check_manifest(index_dir: Path) -> None:
         assert not name.endswith(".tmp") and (index_dir / name).is_file(), name
 
 
-def load_state(index_dir: Path, profile: Any, embedder: Any) -> tuple[Any, dict[str, str] | None]:
-    """The store on disk, checked for consistency, and its documents' hashes (None: no index)."""
+def load_state(index_dir: Path, profile: Any, embedder: Any, store: Store | None = None, verify: bool = False
+               ) -> tuple[Any, dict[str, str] | None]:
+    """The store on disk, checked for consistency, and its documents' hashes (None: no index).
+
+    A Milvus store is read as an app server would (no repairs): documents whose rows a killed
+    writer left incomplete are not in it."""
     from qa.store import IndexStore
 
+    if store is not None and store.kind == "milvus":
+        return _load_milvus_state(store, profile, embedder, verify)
     check_manifest(index_dir)
     _READING.on = True
     try:
@@ -225,6 +275,56 @@ def load_state(index_dir: Path, profile: Any, embedder: Any) -> tuple[Any, dict[
     assert not TMP_OPENS, f"a temp file was read: {TMP_OPENS}"
     assert_store_consistent(store, embedder)
     return store, {p: rec.content_hash for p, rec in store.documents.items()}
+
+
+def _load_milvus_state(store: Store, profile: Any, embedder: Any, verify: bool) -> tuple[Any, dict[str, str] | None]:
+    from qa.config import Settings
+    from qa.milvus_store import MilvusStore
+
+    if not Path(store.settings["milvus_uri"]).exists():
+        return None, None
+    try:
+        milvus, _ = MilvusStore.open(Settings.load(index_dir=str(store.index_dir), **store.settings), profile,
+                                     repair=False)
+        if not milvus.persisted:
+            return None, None
+        passages = milvus.passages
+        assert len({p.id for p in passages}) == len(passages) == len(milvus), "duplicate or missing passages"
+        if passages:
+            chosen = passages[:: max(1, len(passages) // 6)][:6]
+            cosines = np.sum(milvus.vectors_of(chosen) * embedder.encode([p.text for p in chosen]), axis=1)
+            assert np.all(cosines > 0.99), f"stored vectors do not match their passages: {cosines}"
+        if verify:  # no leftovers either: rows and manifest agree exactly
+            milvus.verify()
+        return milvus, {p: rec.content_hash for p, rec in milvus.documents.items()}
+    finally:
+        store.release()
+
+
+def classify_documents(found: dict[str, str] | None, old: State | None, new: State) -> str:
+    """Milvus commits document by document: each document found is whole and in its old or its
+    new version, and none is missing that the update did not add, change or remove."""
+    if found is None:
+        assert old is None, "an existing index disappeared"
+        return "none"
+    if found == new.hashes:
+        return "new"
+    if old is not None and found == old.hashes:
+        return "old"
+    before = old.hashes if old is not None else {}
+    for path, digest in found.items():
+        assert digest in (before.get(path), new.hashes.get(path)), f"{path} is in neither version"
+    untouched = {p for p, h in before.items() if new.hashes.get(p) == h}
+    assert untouched <= set(found), f"documents the update left alone were lost: {sorted(untouched - set(found))}"
+    return "mixed"
+
+
+def assert_matches_either(store: Any, old: State | None, new: State) -> None:
+    """Every passage is the text of its document at the version its content hash names."""
+    by_hash = {**(old.texts_by_hash() if old else {}), **new.texts_by_hash()}
+    for p in store.passages:
+        text = by_hash[(p.document, store.documents[p.document].content_hash)]
+        assert text[p.start : p.end] == p.text, p
 
 
 def assert_matches(store: Any, state: State) -> None:
@@ -265,24 +365,30 @@ def bench() -> Bench:
     return Bench(engine.embedder, lambda settings: profile_for(settings, engine.embedder))
 
 
-def ask_fresh(corpus: Corpus, index_dir: Path, i: int) -> Any:
+def ask_fresh(corpus: Corpus, index_dir: Path, i: int, store: Store | None = None) -> Any:
     """What `qa ask` does (a new Engine on these folders), in-process: it syncs, then answers."""
     from qa.config import Settings
     from qa.pipeline import Engine
 
-    engine = Engine(Settings.load(corpus_dir=str(corpus.root), index_dir=str(index_dir)))
-    result = engine.answer(question_for(i))
+    engine = Engine(Settings.load(corpus_dir=str(corpus.root), index_dir=str(index_dir),
+                                  **(store.settings if store else {})))
+    try:
+        result = engine.answer(question_for(i))
+    finally:
+        if store is not None:
+            store.release()
     assert_answer_well_formed(result, corpus.root.parent)
     assert result.hits[0].passage.document == f"{corpus.root.name}/{corpus.path(i).name}"
     assert keeper(i, corpus.versions[i]) in result.hits[0].passage.text
     return result
 
 
-def ask_cli(corpus: Corpus, index_dir: Path, i: int) -> dict:
+def ask_cli(corpus: Corpus, index_dir: Path, i: int, store: Store | None = None) -> dict:
     """The real `qa ask --json` in a new process."""
     out = subprocess.run(_cli("ask", question_for(i), "--json", "--corpus-dir", str(corpus.root),
                               "--index-dir", str(index_dir)),
-                         cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=RUN_LIMIT_S)
+                         cwd=ROOT, env={**_env(), **(store.env if store else {})}, capture_output=True, text=True,
+                         timeout=RUN_LIMIT_S)
     assert out.returncode == 0, out.stderr[-3000:]
     data = json.loads(out.stdout)
     assert data["hits"][0]["document"] == f"{corpus.root.name}/{corpus.path(i).name}", data["hits"][:2]
@@ -309,50 +415,67 @@ def _schedule(trials: int, rng: random.Random) -> list[tuple[str, str, float]]:
     return plan
 
 
-def test_random_kills_leave_the_old_or_the_new_index(tmp_path: Path, bench: Bench) -> None:
+@pytest.mark.parametrize("kind", ["faiss", "milvus"])
+def test_random_kills_leave_the_old_or_the_new_index(tmp_path: Path, bench: Bench, kind: str) -> None:
     from qa.config import Settings
 
+    if kind == "milvus":
+        pytest.importorskip("pymilvus")
     rng = random.Random(int(os.environ.get("QA_CRASH_SEED", "20261128")))
     corpus = Corpus(tmp_path / "corpus", rng)
     index_dir = tmp_path / "index"
+    store_kind = Store(kind, index_dir)
+    trial_count = TRIALS if kind == "faiss" else TRIALS_MILVUS
     profile = bench.profile_of(Settings.load(corpus_dir=str(corpus.root), index_dir=str(index_dir)))
     command = _cli("index", str(corpus.root), "--index-dir", str(index_dir))
 
-    calibration = run_index(command)  # uncut: how long start-up and indexing take
+    def index(**kwargs: Any) -> Run:
+        return run_index(command, env=store_kind.env, **kwargs)
+
+    def state(verify: bool = False) -> tuple[Any, dict[str, str] | None]:
+        return load_state(index_dir, profile, bench.embedder, store_kind, verify)
+
+    calibration = index()  # uncut: how long start-up and indexing take
     assert calibration.returncode == 0, calibration.stderr[-3000:]
     assert calibration.indexing_at is not None
     total = time.monotonic() - calibration.started
     per_file = (total - calibration.indexing_at) / FIRST_DOCS
-    _, found = load_state(index_dir, profile, bench.embedder)
+    _, found = state()
     assert found == corpus.state().hashes
 
     trials: list[dict] = []
     old: State | None = corpus.state()
-    for number, (phase, mode, fraction) in enumerate(_schedule(TRIALS, rng)):
+    for number, (phase, mode, fraction) in enumerate(_schedule(trial_count, rng)):
         if phase == "scratch":
-            shutil.rmtree(index_dir, ignore_errors=True)
+            store_kind.reset()
             old, change = None, {}
         else:
             change = corpus.mutate()
         new = corpus.state()
         pending = FIRST_DOCS if phase == "scratch" else len(change["added"]) + len(change["changed"])
         if mode == "startup":
-            run = run_index(command, kill_after=fraction * calibration.indexing_at)
+            run = index(kill_after=fraction * calibration.indexing_at)
         else:
-            run = run_index(command, kill_after=fraction * (pending + 3) * per_file * 1.2, after_marker=True)
+            run = index(kill_after=fraction * (pending + 3) * per_file * 1.2, after_marker=True)
         assert run.returncode in (0, -signal.SIGKILL), run.stderr[-3000:]
-        store, found = load_state(index_dir, profile, bench.embedder)
-        outcome = classify(found, old, new)
-        if store is not None:
-            assert_matches(store, new if outcome == "new" else old)
+        store, found = state()
+        if kind == "faiss":
+            outcome = classify(found, old, new)
+            if store is not None:
+                assert_matches(store, new if outcome == "new" else old)
+        else:
+            outcome = classify_documents(found, old, new)
+            if store is not None:
+                assert_matches_either(store, old, new)
         tmp_left = len(list(index_dir.glob(".*.tmp"))) if index_dir.exists() else 0
-        asked = number % 2 == 0 or number == TRIALS - 1
+        # (Milvus: after a kill that left some documents new, the next check needs a clean start.)
+        asked = number % 2 == 0 or number == trial_count - 1 or outcome == "mixed"
         if asked:  # a fresh `qa ask` completes the update and finds the stable fact
             if number % 5 == 0:
-                ask_cli(corpus, index_dir, STABLE_DOC)
+                ask_cli(corpus, index_dir, STABLE_DOC, store_kind)
             else:
-                ask_fresh(corpus, index_dir, STABLE_DOC)
-            store, found = load_state(index_dir, profile, bench.embedder)
+                ask_fresh(corpus, index_dir, STABLE_DOC, store_kind)
+            store, found = state(verify=True)
             assert found == new.hashes
             assert_matches(store, new)
             assert not list(index_dir.glob(".*.tmp")), "temp files outlived the next writer"
@@ -365,11 +488,12 @@ def test_random_kills_leave_the_old_or_the_new_index(tmp_path: Path, bench: Benc
     print(json.dumps(trials, indent=1))
     (tmp_path / "kill_trials.json").write_text(json.dumps(trials, indent=1))
     outcomes = [t["outcome"] for t in trials]
-    record("kill-random", trials=len(trials), killed=sum(t["alive_at_kill"] for t in trials),
+    record("kill-random" if kind == "faiss" else "kill-random-milvus", trials=len(trials),
+           killed=sum(t["alive_at_kill"] for t in trials),
            outcomes={o: outcomes.count(o) for o in set(outcomes)}, corruptions=0, lost_documents=0,
            calibration={"indexing_at_s": round(calibration.indexing_at, 2), "total_s": round(total, 2)},
            detail=trials)
-    assert len(trials) >= min(TRIALS, 20)
+    assert len(trials) >= min(trial_count, 20)
     assert sum(t["alive_at_kill"] for t in trials) >= len(trials) // 2, "most kills should hit a live process"
 
 
@@ -461,4 +585,80 @@ def test_kill_before_each_step_of_a_save(tmp_path: Path, bench: Bench) -> None:
     ask_fresh(corpus, index_dir, STABLE_DOC)
     print(json.dumps(results, indent=1))
     record("kill-save-steps", trials=len(SAVE_STEPS), outcomes=[r["outcome"] for r in results[:-1]],
+           corruptions=0, lost_documents=0, detail=results)
+
+
+_KILL_AT_WRITE = r"""
+import os, signal, sys
+import qa.milvus_store as milvus_store
+
+step = int(os.environ["ROBUST_KILL_AT_STEP"])  # 0: never
+seen = 0
+real_write = milvus_store.MilvusStore._write
+
+def write(self, what, method, *args, **kwargs):
+    global seen
+    seen += 1
+    if seen == step:
+        sys.stderr.write(f"KILL before {what}\n")
+        sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_write(self, what, method, *args, **kwargs)
+
+milvus_store.MilvusStore._write = write
+import atexit
+atexit.register(lambda: sys.stderr.write(f"WRITE STEPS {seen}\n"))
+from qa.cli import app
+app(sys.argv[1:], prog_name="qa")
+"""
+
+
+def test_kill_before_each_write_to_milvus(tmp_path: Path, bench: Bench) -> None:
+    """SIGKILL `qa index` (which serves the Milvus Lite file itself) just before each of its
+    writes to Milvus in turn, during an update that adds, changes and removes a file: every
+    document found is whole, in its old or new version; none the update left alone is lost; the
+    next sync completes the update."""
+    from qa.config import Settings
+    from qa.pipeline import Engine
+
+    pytest.importorskip("pymilvus")
+    corpus = Corpus(tmp_path / "corpus", random.Random(7))
+    index_dir = tmp_path / "index"
+    store = Store("milvus", index_dir)
+    settings = Settings.load(corpus_dir=str(corpus.root), index_dir=str(index_dir), **store.settings)
+    profile = bench.profile_of(settings)
+    command = [sys.executable, "-c", _KILL_AT_WRITE, "index", str(corpus.root), "--index-dir", str(index_dir)]
+    results = []
+    for step in range(1, 16):
+        Engine(settings).ensure_index(progress=False)
+        store.release()
+        old = corpus.state()
+        others = sorted(i for i in corpus.versions if i != STABLE_DOC)  # the same kind of update each time:
+        corpus.write(others[0], corpus.versions[others[0]] + 1)  # one file changed,
+        corpus.path(others[1]).unlink()  # one removed,
+        del corpus.versions[others[1]]
+        corpus.write(max(corpus.versions) + 1, 0)  # one added
+        new = corpus.state()
+        run = run_index(command, env={**store.env, "ROBUST_KILL_AT_STEP": str(step)})
+        killed = run.returncode == -signal.SIGKILL
+        assert killed or run.returncode == 0, (step, run.stderr[-2000:])
+        milvus, found = load_state(index_dir, profile, bench.embedder, store)
+        outcome = classify_documents(found, old, new)
+        assert_matches_either(milvus, old, new)
+        kill_line = next((ln for ln in run.stderr.decode(errors="replace").splitlines() if ln.startswith("KILL")), "")
+        results.append({"step": step, "killed": kill_line, "outcome": outcome})
+        if not killed:  # past the last write: the update completed
+            steps = int(run.stderr.decode().rsplit("WRITE STEPS ", 1)[1].split()[0])
+            assert steps < step and outcome == "new", (steps, outcome)
+            break
+    else:
+        raise AssertionError(f"an update made more than 15 writes: {results}")
+    kills = [r["killed"].removeprefix("KILL before ") for r in results if r["killed"]]
+    assert kills == ["delete manifest rows", "delete passage rows", "write passage rows", "write passage rows",
+                     "delete stale rows", "write manifest rows", "write profile"], kills
+    ask_fresh(corpus, index_dir, STABLE_DOC, store)
+    _, found = load_state(index_dir, profile, bench.embedder, store, verify=True)
+    assert found == corpus.state().hashes
+    print(json.dumps(results, indent=1))
+    record("kill-milvus-writes", trials=len(results) - 1, outcomes=[r["outcome"] for r in results],
            corruptions=0, lost_documents=0, detail=results)

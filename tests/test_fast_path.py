@@ -1,6 +1,14 @@
-"""The fast inference paths (QA_BACKEND=onnx, QA_QUANTIZE=int8) answer like the plain torch path.
+"""The fast inference paths answer like the plain fp32 torch path that reads every passage.
 
 What is asserted (no timings here; benchmarks/run.py measures speed):
+
+* the default path (bf16 models where the CPU has bf16 instructions, adaptive reading) gives the
+  same final answer, source and offsets for all 60 seed questions (measured: 60 of 60), and a
+  seed-set F1 no lower; bf16 is forced in that test so CPUs without bf16 check it too.
+* bf16 reader F1 on 300 Natural Questions dev questions (gold paragraph, always answering) is
+  within 0.5 of fp32 (measured on all 1,263: 65.22 vs 65.26, 1,256 identical answers); skipped
+  where the training data is not on disk.
+* bf16 embeddings have a cosine of at least 0.999 with fp32 ones (measured: 0.9999).
 
 * `backend="onnx"` (fp32): the same best span, same text and same offsets, for every seed
   question with a gold answer. The best span is the answer, or the best suppressed one when
@@ -17,6 +25,7 @@ What is asserted (no timings here; benchmarks/run.py measures speed):
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -34,6 +43,13 @@ ROOT = Path(__file__).resolve().parents[1]
 INT8_MAX_F1_LOSS = 0.02
 #: Share of all seed questions whose final answer (or abstention) must be unchanged by int8.
 INT8_MIN_ANSWER_AGREEMENT = 0.9
+#: Least cosine between a bf16 and an fp32 embedding of the same text (measured: 0.9999).
+BF16_MIN_COSINE = 0.999
+#: Seed questions answered from the first two passages alone (measured: 22 of 60).
+MIN_QUESTIONS_READ_BRIEFLY = 18
+#: The dev set of the reader's training data (not shipped; the test is skipped without it).
+DEV_SET = Path(os.environ.get("QA_TRAINING_DATA", ROOT.parent / "shared" / "data" / "qa")) / "dev" / "nq_qed_dev.json.gz"
+DEV_QUESTIONS = 300
 
 
 def _questions(answerable: bool = True) -> list[dict]:
@@ -54,6 +70,8 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _engine(corpus: Path, name: str, **settings) -> Engine:
+    """An engine on the seed copy; reads every retrieved passage unless `read_first` is given."""
+    settings.setdefault("read_first", 0)
     return Engine(Settings.load(corpus_dir=str(corpus / "seeds"), index_dir=str(corpus / f"index-{name}"),
                                 model_cache_dir=str(corpus / "onnx-cache"), **settings))
 
@@ -61,7 +79,7 @@ def _engine(corpus: Path, name: str, **settings) -> Engine:
 @pytest.fixture(scope="module")
 def plain(corpus: Path) -> list:
     """Answers of the plain path to every seed question (answerable ones first)."""
-    engine = _engine(corpus, "plain", backend="torch", quantize="none")
+    engine = _engine(corpus, "plain", backend="torch", quantize="none", precision="fp32")
     return [engine.answer(q["question"]) for q in _all_questions()]
 
 
@@ -98,7 +116,7 @@ def test_onnx_int8_mostly_agrees(corpus: Path, plain: list) -> None:
     golds = [q["answers"] for q in _all_questions()]
     assert _seed_f1(fast, golds) >= _seed_f1(plain, golds) - INT8_MAX_F1_LOSS
     texts = [h.passage.text for h in plain[0].hits]
-    fp32 = _engine(corpus, "plain", backend="torch", quantize="none").embedder.encode(questions + texts)
+    fp32 = _engine(corpus, "plain", backend="torch", quantize="none", precision="fp32").embedder.encode(questions + texts)
     int8 = engine.embedder.encode(questions + texts)
     assert float(np.min(np.sum(fp32 * int8, axis=1))) > 0.95
 
@@ -110,7 +128,55 @@ def test_plain_embedder_matches_sentence_transformers() -> None:
     from qa.embedding import Embedder
 
     texts = [q["question"] for q in _questions()[:10]] + [(ROOT / "seeds" / "000_b6ab0304c308f14d.txt").read_text()]
-    ours = Embedder().encode(texts)
+    ours = Embedder(precision="fp32").encode(texts)
     reference = SentenceTransformer(models.default_embedding_model_path(), device="cpu").encode(
         texts, normalize_embeddings=True, convert_to_numpy=True)
     np.testing.assert_allclose(ours, reference, atol=1e-5)
+    bf16 = Embedder(precision="bf16").encode(texts)
+    assert float(np.min(np.sum(bf16 * reference, axis=1))) > BF16_MIN_COSINE
+
+
+def test_models_run_in_bf16_by_default_where_the_cpu_has_it(corpus: Path) -> None:
+    import torch
+
+    from qa import accel
+
+    engine = _engine(corpus, "plain")
+    expected = torch.bfloat16 if accel.native_bf16() else torch.float32
+    assert engine.reader.model.dtype == expected
+    assert engine.embedder.transformer.dtype == expected
+    with pytest.raises(ValueError, match="QA_PRECISION"):
+        _engine(corpus, "plain", precision="fp16").reader
+
+
+def test_fast_default_gives_the_same_final_answers(corpus: Path, plain: list) -> None:
+    """bf16 and adaptive reading (the defaults) against fp32 reading every passage."""
+    engine = _engine(corpus, "fast", read_first=Settings().read_first, precision="bf16")
+    fast = [engine.answer(q["question"]) for q in _all_questions()]
+    assert [(a.text, a.source, a.start) for a in fast] == [(a.text, a.source, a.start) for a in plain]
+    golds = [q["answers"] for q in _all_questions()]
+    assert _seed_f1(fast, golds) >= _seed_f1(plain, golds)
+    # adaptive reading stops after two passages whenever it is sure, and reads everything otherwise
+    sure = [a for a in fast if a.passages_read < len(a.hits)]
+    assert len(sure) >= MIN_QUESTIONS_READ_BRIEFLY
+    assert all(a.passages_read == 2 and a.score >= Settings().read_more_below for a in sure)
+    assert all(a.passages_read == len(a.hits) for a in fast if a.abstained)
+
+
+@pytest.mark.skipif(not DEV_SET.exists(), reason=f"needs the training data's dev set at {DEV_SET}")
+def test_bf16_reader_keeps_dev_f1() -> None:
+    """Gold paragraphs of real search queries (Natural Questions), always answering: bf16 within 0.5 F1 of fp32."""
+    from qa.reader import Reader
+    from qa.training.data import load_squad
+
+    examples = load_squad(DEV_SET)[:DEV_QUESTIONS]
+    scores = {}
+    for precision in ("fp32", "bf16"):
+        reader = Reader(precision=precision)
+        predictions = []
+        for ex in examples:
+            spans = reader.read(ex.question, [ex.context])
+            predictions.append(ex.context[spans[0].start : spans[0].end] if spans else "")
+        scores[precision] = 100 * np.mean([best_over_golds(f1_score, pred, [a[0] for a in ex.answers])
+                                           for pred, ex in zip(predictions, examples)])
+    assert scores["bf16"] >= scores["fp32"] - 0.5, scores

@@ -1,4 +1,8 @@
-"""The index on disk: incremental updates, atomic saves, and recovery from damage."""
+"""The index: incremental updates, atomic saves, and recovery from damage.
+
+Tests that hold for any vector store run on both: FAISS files in a folder, and Milvus (a real
+Milvus Lite file in the test's temp folder). Milvus-only behaviour is in test_milvus_store.py.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from qa.config import Settings
 from qa.indexing import EmptyCorpusError
 from qa.pipeline import Engine
 from qa.store import CorruptIndexError, IndexStore
+from qa.vector_store import load_vector_store
 
 pytestmark = pytest.mark.slow  # loads the embedding model
 
@@ -32,48 +37,92 @@ def corpus(tmp_path: Path) -> Path:
     return root
 
 
+@pytest.fixture(params=["faiss", "milvus"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
+    """Settings that select the vector store under test (Milvus: a Milvus Lite file in tmp_path)."""
+    if request.param == "faiss":
+        yield {"vector_store": "faiss"}
+        return
+    pytest.importorskip("pymilvus")
+    from qa.milvus_store import release
+
+    uri = str(tmp_path / "milvus" / "qa.db")
+    yield {"vector_store": "milvus", "milvus_uri": uri}
+    release(uri)
+
+
 def _engine(corpus: Path, index: Path, **overrides) -> Engine:
     return Engine(Settings.load(corpus_dir=str(corpus), index_dir=str(index), **overrides))
+
+
+def _saved(engine: Engine):
+    """The index as saved, read afresh (what another process would load)."""
+    from qa.indexing import profile_for
+
+    return load_vector_store(engine.settings, profile_for(engine.settings, engine.embedder))
 
 
 def _top_document(engine: Engine, query: str) -> str:
     return engine.retrieve(query, 1)[0].passage.document
 
 
-def test_build_then_update_only_what_changed(corpus: Path, tmp_path: Path) -> None:
+def test_build_then_update_only_what_changed(corpus: Path, tmp_path: Path, store: dict[str, str]) -> None:
     index = tmp_path / "index"
-    first = _engine(corpus, index).ensure_index(progress=False)
+    first = _engine(corpus, index, **store).ensure_index(progress=False)
     assert sorted(first.added) == ["docs/alpha.txt", "docs/beta.md", "docs/gamma.txt"]
     assert first.passages == 3
 
     (corpus / "gamma.txt").write_text("Glass frogs live in Central American rainforests.", encoding="utf-8")
     (corpus / "beta.md").unlink()
     (corpus / "delta.txt").write_text("The Zorblatt festival takes place every June in Kettering.", encoding="utf-8")
-    engine = _engine(corpus, index)
+    engine = _engine(corpus, index, **store)
     second = engine.ensure_index(progress=False)
     assert second.added == ["docs/delta.txt"]
     assert second.changed == ["docs/gamma.txt"]
     assert second.removed == ["docs/beta.md"]
     assert second.unchanged == ["docs/alpha.txt"]
 
-    store = IndexStore.load(index, engine.store.profile)
-    assert sorted(store.documents) == ["docs/alpha.txt", "docs/delta.txt", "docs/gamma.txt"]
-    assert store.faiss_index.ntotal == len(store.passages) == 3
+    saved = _saved(engine)
+    saved.verify()
+    assert sorted(saved.documents) == ["docs/alpha.txt", "docs/delta.txt", "docs/gamma.txt"]
+    assert len(saved) == len(saved.passages) == 3
+    assert [p.text for p in saved.passages_of("docs/gamma.txt")] == ["Glass frogs live in Central American rainforests."]
     assert _top_document(engine, "Where is the Zorblatt festival?") == "docs/delta.txt"
     assert _top_document(engine, "Quillport copper mayor") != "docs/beta.md"
 
-    third = _engine(corpus, index).ensure_index(progress=False)
+    third = _engine(corpus, index, **store).ensure_index(progress=False)
     assert not third.modified and len(third.unchanged) == 3
-    manifest = json.loads((index / "manifest.json").read_text())
-    assert manifest["generation"] == 2, "an unchanged corpus must not rewrite the index"
+    assert _saved(engine).generation == 2, "an unchanged corpus must not rewrite the index"
 
 
-def test_bm25_finds_rare_names_and_numbers(corpus: Path, tmp_path: Path) -> None:
-    engine = _engine(corpus, tmp_path / "index")
+def test_one_embedding_pass_for_all_pending_documents(corpus: Path, tmp_path: Path, store: dict[str, str]) -> None:
+    """Passages of every added or changed file are embedded together, not one call per file."""
+    engine = _engine(corpus, tmp_path / "index", **store)
+    embedder, calls = engine.embedder, []
+    real = embedder.encode
+
+    def counting(texts, *args, **kwargs):
+        calls.append(len(texts))
+        return real(texts, *args, **kwargs)
+
+    embedder.encode = counting
+    try:
+        report = engine.ensure_index(progress=False)
+    finally:
+        del embedder.encode  # the embedder is cached and shared: restore its own method
+    assert len(report.added) == 3 and calls == [3]
+
+
+@pytest.mark.parametrize("bm25", ["engine", "local"])
+def test_bm25_finds_rare_names_and_numbers(corpus: Path, tmp_path: Path, store: dict[str, str], bm25: str) -> None:
+    if bm25 == "engine" and store["vector_store"] == "faiss":
+        pytest.skip("FAISS has no keyword search of its own")
+    engine = _engine(corpus, tmp_path / "index", milvus_bm25=bm25, **store)
     hits = engine.retrieve("1871", 3)
     assert hits[0].passage.document == "docs/alpha.txt"
-    assert hits[0].sparse_rank == 1
+    assert hits[0].sparse_rank == 1 and hits[0].sparse_score > 0
     assert _top_document(engine, "Tomasz Brell") == "docs/beta.md"
+    assert engine.store.has_keyword_search == (bm25 == "engine")
 
 
 @pytest.mark.parametrize("damage", ["manifest", "vectors", "passages", "mismatch"])
@@ -135,20 +184,20 @@ def test_a_crash_while_saving_keeps_the_previous_index(corpus: Path, tmp_path: P
     assert "docs/delta.txt" not in store.documents and len(store.documents) == 3
 
 
-def test_an_empty_corpus_is_a_clear_error(tmp_path: Path) -> None:
+def test_an_empty_corpus_is_a_clear_error(tmp_path: Path, store: dict[str, str]) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "picture.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     with pytest.raises(EmptyCorpusError, match="no readable documents in"):
-        _engine(empty, tmp_path / "index").ensure_index(progress=False)
+        _engine(empty, tmp_path / "index", **store).ensure_index(progress=False)
     with pytest.raises(EmptyCorpusError, match="does not exist"):
-        _engine(tmp_path / "missing", tmp_path / "index").ensure_index(progress=False)
+        _engine(tmp_path / "missing", tmp_path / "index", **store).ensure_index(progress=False)
 
 
-def test_hnsw_index_updates_without_reembedding(corpus: Path, tmp_path: Path) -> None:
+def test_hnsw_index_updates_without_reembedding(corpus: Path, tmp_path: Path, store: dict[str, str]) -> None:
     index = tmp_path / "index"
-    _engine(corpus, index, index_type="hnsw").ensure_index(progress=False)
+    _engine(corpus, index, index_type="hnsw", **store).ensure_index(progress=False)
     (corpus / "beta.md").unlink()
-    report = _engine(corpus, index, index_type="hnsw").ensure_index(progress=False)
+    report = _engine(corpus, index, index_type="hnsw", **store).ensure_index(progress=False)
     assert report.removed == ["docs/beta.md"] and report.passages == 2
-    assert _top_document(_engine(corpus, index, index_type="hnsw"), "lighthouse") == "docs/alpha.txt"
+    assert _top_document(_engine(corpus, index, index_type="hnsw", **store), "lighthouse") == "docs/alpha.txt"
