@@ -973,7 +973,7 @@ def main(argv: list[str] | None = None) -> None:
     for c in configs:
         log(f"{c}: cold start")
         results["cold"][c] = cold_start(c, seed_corpus, index_of[(c, "seed")], seed_questions[0], cold_runs)
-        if CONFIGS[c]["QA_BACKEND"] == "onnx" and not args.quick:
+        if CONFIGS[c].get("QA_BACKEND") == "onnx" and not args.quick:
             fresh = Path(tempfile.mkdtemp(prefix="onnx-cache-", dir=work))
             results.setdefault("cold_convert", {})[c] = cold_start(
                 c, seed_corpus, index_of[(c, "seed")], seed_questions[0], 1, {"QA_MODEL_CACHE_DIR": str(fresh)}, False)[0]

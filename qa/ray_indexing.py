@@ -59,6 +59,9 @@ def _start_ray(ray: Any, settings: Settings) -> bool:
     if ray.is_initialized():
         return False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # offline: Ray must not report usage anywhere
+    # Ray waits 30 s for its GCS server to bind a port; a fresh install (compiling Ray's modules)
+    # on a busy two-core machine needs longer. Ray's documented override, unless the operator set it.
+    os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "120")
     quiet = logging.getLogger("qa").getEffectiveLevel() > logging.DEBUG
     common = {"include_dashboard": False, "log_to_driver": not quiet, "configure_logging": False}
     if settings.ray_address:
@@ -72,8 +75,8 @@ def _start_ray(ray: Any, settings: Settings) -> bool:
                 ray.init(num_cpus=cpus, object_store_memory=LOCAL_OBJECT_STORE_BYTES, **common)
                 break
             except Exception as exc:
-                # Ray gives its node 30 s to start; a machine busy with other work can miss that.
-                if attempt == 2 or "timed out during startup" not in str(exc):
+                # Ray gives its node a fixed time to start; a machine busy with other work can miss it.
+                if attempt == 2 or "timed out" not in str(exc).lower():
                     raise
                 logger.warning("the local Ray did not start in time (%s); trying once more", exc)
                 ray.shutdown()
