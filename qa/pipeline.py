@@ -290,7 +290,7 @@ class Engine:
         if first <= 0 or first >= len(texts):
             return self.reader.read(question, texts), len(texts)
         spans = self.reader.read(question, texts[:first])
-        threshold = self.default_threshold if threshold is None or threshold < 0 else threshold
+        threshold = self._threshold(threshold)
         if spans and spans[0].probability >= max(self.settings.read_more_below, threshold):
             return spans, first
         more = [dataclasses.replace(s, text_index=s.text_index + first) for s in self.reader.read(question, texts[first:])]
@@ -312,8 +312,12 @@ class Engine:
         result.timings = {"read": time.perf_counter() - started, "total": time.perf_counter() - started}
         return result
 
+    def _threshold(self, threshold: float | None) -> float:
+        """The threshold asked for, or the default when none (or a negative one) is given."""
+        return self.default_threshold if threshold is None or threshold < 0 else threshold
+
     def _decide(self, question: str, candidates: list[Answer], threshold: float | None) -> Answer:
-        threshold = self.default_threshold if threshold is None or threshold < 0 else threshold
+        threshold = self._threshold(threshold)
         if candidates and candidates[0].score >= threshold:
             best = candidates[0]
             best.alternatives = candidates[1:4]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import faiss
 import pytest
+from small_corpus import write_facts
 
 from qa.config import Settings
 from qa.indexing import EmptyCorpusError
@@ -21,20 +22,9 @@ from qa.vector_store import load_vector_store
 
 pytestmark = pytest.mark.slow  # loads the embedding model
 
-FACTS = {
-    "alpha.txt": "The Orinoco lighthouse was built in 1871 by the engineer Mara Velasquez. It stands 42 metres tall.",
-    "beta.md": "# Beta\n\nThe city of Quillport exports mostly copper and saffron. Its mayor is Tomasz Brell.",
-    "gamma.txt": "Glass frogs have translucent skin. Their hearts are visible from below.",
-}
-
-
 @pytest.fixture()
 def corpus(tmp_path: Path) -> Path:
-    root = tmp_path / "docs"
-    root.mkdir()
-    for name, text in FACTS.items():
-        (root / name).write_text(text, encoding="utf-8")
-    return root
+    return write_facts(tmp_path / "docs")
 
 
 @pytest.fixture(params=["faiss", "milvus"])

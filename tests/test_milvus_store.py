@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from app_process import ROOT, copy_writable, free_port, seeds_dir
+from small_corpus import FACTS, write_facts
 
 pytest.importorskip("pymilvus")
 pytest.importorskip("milvus_lite")
@@ -29,20 +30,9 @@ from qa.store import StoreUnavailableError
 
 pytestmark = pytest.mark.slow  # loads the embedding model
 
-FACTS = {
-    "alpha.txt": "The Orinoco lighthouse was built in 1871 by the engineer Mara Velasquez. It stands 42 metres tall.",
-    "beta.md": "# Beta\n\nThe city of Quillport exports mostly copper and saffron. Its mayor is Tomasz Brell.",
-    "gamma.txt": "Glass frogs have translucent skin. Their hearts are visible from below.",
-}
-
-
 @pytest.fixture()
 def corpus(tmp_path: Path) -> Path:
-    root = tmp_path / "docs"
-    root.mkdir()
-    for name, text in FACTS.items():
-        (root / name).write_text(text, encoding="utf-8")
-    return root
+    return write_facts(tmp_path / "docs")
 
 
 @pytest.fixture()
