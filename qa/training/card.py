@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from qa.config import SHIPPED_READER_DIR
-from qa.training.data import HARD_NEGATIVE_RATE, SOURCE_WEIGHTS
+from qa.training.data import HARD_NEGATIVE_RATE, SOURCE_WEIGHTS, source_weight
 
 #: Windows per training step (`qa train-reader --batch-size`, default 32).
 BATCH_SIZE = 32
@@ -35,7 +35,8 @@ README): SQuADShifts wiki/reddit/amazon (CC BY 4.0), NQ-QED (CC BY-SA 3.0), part
 dev set (CC BY-SA 4.0), PolicyQA (MIT), FriendsQA and Molweni (Apache-2.0), TweetQA (CC BY-SA 4.0),
 COVID-QA (Apache-2.0) and Adversarial SQuAD AddSent (MIT over CC BY-SA 4.0).
 - Weighted, not capped: each pass draws a fresh seeded share of every file's questions
-  ({weights}; every other file whole), so over several passes every question is seen.
+  ({weights}; every other file whole; above 100% a file is repeated), so over several passes
+  every question is seen.
 - Hard negatives: {negative_rate:.0%} of answerable questions are also paired with the best BM25
   paragraph of their own file that lacks the answer (what retrieval really puts before the
   reader), besides the 3,085 human-written unanswerable questions and the answer-less windows of
@@ -46,8 +47,8 @@ COVID-QA (Apache-2.0) and Adversarial SQuAD AddSent (MIT over CC BY-SA 4.0).
 
 ## Training
 {command}
-Started from the previous shipped reader (1,900 steps at 192 tokens, dev F1 60.4). AdamW, learning
-rate 1e-4, linear warm-up 3% then linear decay to zero, weight decay 0.01, batch 32, gradient
+Started from {started_from}. AdamW, learning
+rate {lr:g}, linear warm-up {warmup:.0%} then linear decay to zero, weight decay 0.01, batch 32, gradient
 clipping 1.0, {steps:,} steps ({seen} windows, {passes} passes over the weighted mix), word
 embeddings frozen. bf16 autocast with fp32 master weights, attention-probability dropout 0 (hidden
 dropout 0.1): {rate} windows/s on two CPU cores.
@@ -113,6 +114,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--examples", type=int, required=True)
     parser.add_argument("--windows", type=int, required=True)
     parser.add_argument("--passes", default="2")
+    parser.add_argument("--started-from", required=True, help="what the run started from, for the Training section")
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--warmup", type=float, default=0.06)
+    parser.add_argument("--weight", action="append", default=[], type=source_weight, metavar="SOURCE=WEIGHT",
+                        help="the run's --weight overrides")
     parser.add_argument("--rate", default="", help="windows per second achieved")
     parser.add_argument("--hours", default="")
     parser.add_argument("--history", default="", help="how the run was stopped and resumed, for the Training section")
@@ -121,7 +127,9 @@ def main(argv: list[str] | None = None) -> None:
     like, gold, dev = report["answer_like"], report["gold_paragraph"], report["dev"]
     card = TEMPLATE.format(
         delta_mib=(args.out / "delta.safetensors").stat().st_size / 2**20,
-        weights=", ".join(f"{name} {share:.0%}" for name, share in sorted(SOURCE_WEIGHTS.items())),
+        weights=", ".join(f"{name} {share:.0%}" for name, share in sorted({**SOURCE_WEIGHTS, **dict(args.weight)}.items())
+                          if share != 1.0),
+        started_from=args.started_from, lr=args.lr, warmup=args.warmup,
         negative_rate=HARD_NEGATIVE_RATE, examples=f"{args.examples:,}", windows=f"{args.windows:,}",
         command=f"`{args.command}`", steps=args.steps, seen=f"{args.steps * BATCH_SIZE:,}", passes=args.passes,
         rate=args.rate, hours=args.hours, history=f"{args.history.strip()}\n" if args.history.strip() else "",

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import hashlib
 import json
 import logging
 import random
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +18,7 @@ logger = logging.getLogger(__name__)
 #: pass, so over several passes every question is seen). Wikipedia-style files and real search
 #: queries, closest to what users ask of their documents, count whole; narrow domains (privacy
 #: policies, TV dialogue, chat logs, reviews) are weighted down so that they do not dominate.
+#: A weight above 1 repeats a file within a pass (2.5: every question twice, half of them thrice).
 SOURCE_WEIGHTS: dict[str, float] = {
     "squadshifts_reddit": 0.35,
     "squadshifts_amazon": 0.35,
@@ -24,6 +27,20 @@ SOURCE_WEIGHTS: dict[str, float] = {
     "molweni": 0.25,
     "tweetqa": 0.6,
 }
+
+
+def source_weight(text: str) -> tuple[str, float]:
+    """A `SOURCE=WEIGHT` command-line override of `SOURCE_WEIGHTS` (e.g. `nq_qed_train=2`)."""
+    name, _, value = text.partition("=")
+    try:
+        weight = float(value)
+    except ValueError:
+        weight = -1.0
+    if not name.strip() or weight < 0:
+        raise argparse.ArgumentTypeError(f"expected SOURCE=WEIGHT with a weight >= 0 (e.g. nq_qed_train=2), not {text!r}")
+    return name.strip(), weight
+
+
 #: Share of answerable questions also paired with a passage a retriever returns for them
 #: (BM25 over the same file) that lacks the answer: the negatives `answer()` really shows the reader.
 HARD_NEGATIVE_RATE = 0.3
@@ -133,16 +150,21 @@ def build_mix(data_dir: str | Path, seed: int = 13) -> tuple[list[QAExample], li
     return train, holdout
 
 
-def pass_selection(examples: list[QAExample], pass_index: int, seed: int) -> set[int]:
-    """Indices of the examples one pass uses: each source's `SOURCE_WEIGHTS` share, drawn afresh per pass."""
+def pass_selection(examples: list[QAExample], pass_index: int, seed: int,
+                   weights: dict[str, float] | None = None) -> Counter[int]:
+    """How often one pass uses each example: each source's weight (`SOURCE_WEIGHTS` unless given),
+    the fractional part drawn afresh per pass."""
+    weights = SOURCE_WEIGHTS if weights is None else weights
     rng = random.Random(f"{seed}-{pass_index}")
     by_source: dict[str, list[int]] = {}
     for i, ex in enumerate(examples):
         by_source.setdefault(ex.source, []).append(i)
-    selected: set[int] = set()
+    selected: Counter[int] = Counter()
     for source, indices in sorted(by_source.items()):
-        weight = SOURCE_WEIGHTS.get(source, 1.0)
-        selected.update(indices if weight >= 1.0 else rng.sample(indices, round(weight * len(indices))))
+        weight = weights.get(source, 1.0)
+        for _ in range(int(weight)):
+            selected.update(indices)
+        selected.update(rng.sample(indices, round((weight - int(weight)) * len(indices))))
     return selected
 
 

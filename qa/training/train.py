@@ -25,7 +25,16 @@ from tqdm import tqdm
 from qa.logs import configure_logging
 from qa.metrics import best_over_golds, exact_match, f1_score
 from qa.spans import best_span
-from qa.training.data import QAExample, TrainWindow, build_mix, load_squad, pass_selection, tokenize_for_training
+from qa.training.data import (
+    SOURCE_WEIGHTS,
+    QAExample,
+    TrainWindow,
+    build_mix,
+    load_squad,
+    pass_selection,
+    source_weight,
+    tokenize_for_training,
+)
 
 logger = logging.getLogger("qa.training")
 
@@ -52,12 +61,12 @@ def length_grouped_batches(windows: list[TrainWindow], batch_size: int, seed: in
 
 
 def pass_schedule(windows: list[TrainWindow], examples: list[QAExample], passes: int, batch_size: int,
-                  seed: int) -> list[list[int]]:
+                  seed: int, weights: dict[str, float] | None = None) -> list[list[int]]:
     """Batches of window indices for `passes` passes, each over that pass's weighted draw of the mix."""
     schedule: list[list[int]] = []
     for pass_index in range(passes):
-        chosen = pass_selection(examples, pass_index, seed)
-        subset = [k for k, w in enumerate(windows) if w.example in chosen]
+        chosen = pass_selection(examples, pass_index, seed, weights)
+        subset = [k for k, w in enumerate(windows) for _ in range(chosen[w.example])]
         schedule += length_grouped_batches(windows, batch_size, seed + pass_index, subset)
     return schedule
 
@@ -213,11 +222,12 @@ def train(args: argparse.Namespace) -> Path:
     holdout = sample.sample(holdout, min(args.dev_limit, len(holdout)))
 
     passes = math.ceil(args.epochs)
-    schedule = pass_schedule(windows, examples, passes, args.batch_size, args.seed)
+    weights = {**SOURCE_WEIGHTS, **dict(args.weight)}
+    schedule = pass_schedule(windows, examples, passes, args.batch_size, args.seed, weights)
     total_steps = args.max_steps or round(len(schedule) / passes * args.epochs)
     while total_steps > len(schedule):
         passes += 1
-        schedule = pass_schedule(windows, examples, passes, args.batch_size, args.seed)
+        schedule = pass_schedule(windows, examples, passes, args.batch_size, args.seed, weights)
     schedule = schedule[:total_steps]
 
     params = [p for p in model.parameters() if p.requires_grad]
@@ -314,6 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-every", type=int, default=25)
     parser.add_argument("--eval-every", type=int, default=500)
     parser.add_argument("--checkpoint-every", type=int, default=200)
+    parser.add_argument("--weight", action="append", default=[], type=source_weight, metavar="SOURCE=WEIGHT",
+                        help="override a training file's share per pass (above 1 repeats it); give the same on --resume")
     parser.add_argument("--resume", action="store_true")
     return parser
 
