@@ -13,7 +13,7 @@ process for FAISS, Milvus's own full-text search for Milvus.
 
 Passages: the contexts of shared/data/qa/train/*.json.gz split into passages (topped up with
 documents of real sentences drawn at random from them), or generated word salad where that data
-is absent; queries are the questions of those files. Vectors are the real embedder's
+is absent; queries are the answerable questions of those files. Vectors are the real embedder's
 (`--vectors embedded`, cached by text under ~/.cache/qa-offline/bench, so a second run embeds
 nothing) or, with `--vectors synthetic`, unit vectors around a few hundred random centres
 (shaped like real embeddings, instant to make; recall figures then describe that shape only).
@@ -31,13 +31,11 @@ otherwise idle machine.
 from __future__ import annotations
 
 import argparse
-import gzip
 import hashlib
 import json
 import os
 import platform
 import random
-import re
 import shutil
 import sys
 import tempfile
@@ -47,28 +45,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from run import (
+    _cache_path,
+    load_cache,
+    load_contexts_and_questions,
+    log,
+    pct,
+    save_cache,
+    text_key,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 CACHE = Path(os.environ.get("QA_BENCH_CACHE", Path.home() / ".cache" / "qa-offline" / "bench"))
-DATA_DIRS = [Path(os.environ["QA_BENCH_DATA"])] if os.environ.get("QA_BENCH_DATA") else [
-    ROOT.parent / "shared" / "data" / "qa", Path("/work/shared/data/qa")]
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 BEGIN, END = "<!-- scale:begin -->", "<!-- scale:end -->"
 STORES = ("faiss-flat", "faiss-hnsw", "milvus-flat", "milvus-hnsw")
 K = 10
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
 # ------------------------------------------------------------------------------------------ corpus
@@ -80,27 +74,6 @@ class Corpus:
     passages: list[Any] = field(default_factory=list)
     questions: list[str] = field(default_factory=list)
     source: str = ""
-
-
-def _squad_files() -> list[Path]:
-    for base in DATA_DIRS:
-        files = sorted((base / "train").glob("*.json.gz"))
-        if files:
-            return files
-    return []
-
-
-def _contexts_and_questions() -> tuple[list[str], list[str]]:
-    contexts: dict[str, None] = {}
-    questions: list[str] = []
-    for path in _squad_files():
-        with gzip.open(path, "rt", encoding="utf-8") as handle:
-            for article in json.load(handle)["data"]:
-                for paragraph in article["paragraphs"]:
-                    contexts.setdefault(paragraph["context"])
-                    questions.extend(qa["question"] for qa in paragraph["qas"])
-    ordered = sorted(contexts, key=lambda c: hashlib.sha1(c.encode()).hexdigest())
-    return ordered, questions
 
 
 def _word_salad(rng: random.Random, words: int) -> str:
@@ -121,7 +94,8 @@ def make_corpus(passages: int, queries: int, seed: int = 7) -> Corpus:
     from qa.types import Document
 
     rng = random.Random(seed)
-    contexts, questions = _contexts_and_questions()
+    contexts, by_context = load_contexts_and_questions()
+    questions = [q for asked in by_context.values() for q, _ in asked]
     corpus = Corpus(source="shared/data/qa contexts" if contexts else "generated word salad")
     sentences = [c[s:e] for c in contexts[:20_000] for s, e in split_sentences(c) if 5 <= len(c[s:e].split()) <= 60]
 
@@ -152,13 +126,9 @@ def make_corpus(passages: int, queries: int, seed: int = 7) -> Corpus:
 # ------------------------------------------------------------------------------------------ vectors
 def embedded(texts: list[str], embedder: Any) -> np.ndarray:
     """The embedder's vectors for `texts`, from the cache where it has them."""
-    name = re.sub(r"[^A-Za-z0-9_.+-]", "_", embedder.name)
-    path = CACHE / f"vectors-{name}.npz"
-    cache: dict[str, np.ndarray] = {}
-    if path.exists():
-        data = np.load(path, allow_pickle=False)
-        cache = dict(zip(data["keys"].tolist(), data["vectors"]))
-    keys = [hashlib.sha1(t.encode("utf-8")).hexdigest() for t in texts]
+    path = _cache_path(CACHE, embedder.name)
+    cache = load_cache(path)
+    keys = [text_key(t) for t in texts]
     missing = sorted({k: t for k, t in zip(keys, texts) if k not in cache}.items())
     if missing:
         log(f"embedding {len(missing):,} texts ({len(texts) - len(missing):,} cached)")
@@ -166,10 +136,7 @@ def embedded(texts: list[str], embedder: Any) -> np.ndarray:
         vectors = embedder.encode([t for _, t in missing])
         log(f"embedded in {time.perf_counter() - started:.0f}s")
         cache.update({k: v for (k, _), v in zip(missing, vectors)})
-        CACHE.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, keys=np.array(list(cache)), vectors=np.stack(list(cache.values())).astype(np.float32))
-        os.replace(tmp, path)
+        save_cache(path, cache)
     return np.stack([cache[k] for k in keys]).astype(np.float32)
 
 
@@ -193,6 +160,7 @@ def exact_top_k(passage_vectors: np.ndarray, query_vectors: np.ndarray, k: int) 
 def bench_store(kind: str, corpus: Corpus, vectors: np.ndarray, queries: np.ndarray, truth: list[list[int]],
                 profile_name: str, work: Path) -> dict[str, Any]:
     from qa.config import Settings
+    from qa.milvus_store import release
     from qa.retrieval import SparseIndex
     from qa.store import DocumentRecord, IndexProfile
     from qa.vector_store import load_vector_store, open_vector_store
@@ -219,8 +187,6 @@ def bench_store(kind: str, corpus: Corpus, vectors: np.ndarray, queries: np.ndar
     store.save()
     build_s = time.perf_counter() - started
     if engine == "milvus":
-        from qa.milvus_store import release
-
         release(settings.milvus_uri)
     started = time.perf_counter()
     store = load_vector_store(settings, profile)
@@ -251,8 +217,6 @@ def bench_store(kind: str, corpus: Corpus, vectors: np.ndarray, queries: np.ndar
         keyword(text, 50)
         keyword_ms.append((time.perf_counter() - started) * 1000)
     if engine == "milvus":
-        from qa.milvus_store import release
-
         release(settings.milvus_uri)
     shutil.rmtree(folder, ignore_errors=True)
     row = {"store": kind, "passages": len(corpus.passages), "build_s": build_s, "open_s": open_s,
@@ -409,14 +373,12 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     log(f"corpus of {args.passages:,} passages")
     corpus = make_corpus(args.passages, args.queries)
-    embedder_name = "synthetic"
-    if args.vectors == "embedded" or args.ray_passages:
+    if args.vectors == "embedded":
         from qa.config import Settings
         from qa.pipeline import Engine
 
         embedder = Engine(Settings.load()).embedder
         embedder_name = embedder.name
-    if args.vectors == "embedded":
         vectors = embedded([p.text for p in corpus.passages], embedder)
         queries = embedded(corpus.questions, embedder)
     else:

@@ -63,10 +63,12 @@ def native_bf16() -> bool:
     return False
 
 
+@functools.lru_cache(maxsize=16)
 def resolve_precision(precision: str, backend: str, quantize: str) -> str:
     """"bf16" or "fp32": what the torch models run in for these settings on this CPU.
 
     ONNX Runtime and int8 paths keep their own arithmetic, so they resolve to "fp32" here.
+    Cached: engines key their loaded models on it on every question, and it logs its choice once.
     """
     check(backend, quantize, precision)
     if backend != "torch" or quantize != "none":

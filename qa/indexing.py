@@ -24,7 +24,7 @@ from qa.embedding import Embedder
 from qa.passages import split_passages
 from qa.store import DocumentRecord, IndexProfile
 from qa.types import Passage
-from qa.vector_store import VectorStore, check_settings, open_vector_store
+from qa.vector_store import VectorStore, check_settings
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,6 @@ class SplitDocument:
 class PreparedDocument:
     """A split document with one vector per passage, ready for the store."""
 
-    doc_path: str
     record: DocumentRecord
     passages: list[Passage]
     vectors: np.ndarray
@@ -94,12 +93,6 @@ def profile_for(settings: Settings, embedder: Embedder) -> IndexProfile:
         passage_overlap_words=settings.passage_overlap_words,
         index_type=settings.index_type,
     )
-
-
-def open_store(settings: Settings, profile: IndexProfile) -> tuple[VectorStore, str]:
-    """Load the configured vector store, or start an empty one; the reason it is rebuilt or
-    repaired ("" when it is sound). See `qa.vector_store.open_vector_store`."""
-    return open_vector_store(settings, profile)
 
 
 def file_hash(path: Path) -> str:
@@ -151,7 +144,7 @@ def sync_corpus(
         if settings.indexer == "ray" and pending:
             from qa.ray_indexing import prepare_with_ray
 
-            prepared = prepare_with_ray(pending, corpus_dir, settings, progress)
+            prepared = prepare_with_ray(pending, corpus_dir, settings)
         else:
             prepared = prepare_locally(pending, corpus_dir, embedder, settings, progress)
         for item in pending:
@@ -261,7 +254,7 @@ def prepare_locally(
     out: dict[str, PreparedDocument | str] = {s.doc_path: s.skip_reason for s in splits if s.skip_reason}
     row = 0
     for s in usable:
-        out[s.doc_path] = PreparedDocument(s.doc_path, s.record, s.passages, vectors[row : row + len(s.passages)])
+        out[s.doc_path] = PreparedDocument(s.record, s.passages, vectors[row : row + len(s.passages)])
         row += len(s.passages)
     return out
 

@@ -30,11 +30,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from qa.store import (
+    STORE_FILE,
     CorruptIndexError,
     DocumentRecord,
     IndexProfile,
     StoreUnavailableError,
     atomic_path,
+    passage_from_row,
     write_lock,
 )
 from qa.types import Passage
@@ -132,7 +134,6 @@ def _connect(uri: str, token: str) -> MilvusClient:
             Path(uri).parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreUnavailableError(f"cannot create the folder of QA_MILVUS_URI={uri}: {exc}") from exc
-    if is_lite(uri):
         _quiet_pymilvus()
     try:
         return MilvusClient(uri=uri, token=token, timeout=10)
@@ -228,6 +229,7 @@ class MilvusStore:
         self._staged_removals: set[str] = set()
         self._staged_passages = 0
         self._passages: list[Passage] | None = None
+        self._count: int | None = None  # passages the manifest names; len() runs on every question
         self._version: tuple[float, Any] = (0.0, None)
 
     # -- opening -------------------------------------------------------------------------------
@@ -288,7 +290,10 @@ class MilvusStore:
                 "use QA_MILVUS_BM25=auto, or another QA_MILVUS_COLLECTION"
             )
         self.documents = self._manifest_documents() if self._persisted else {}
-        return self._check_rows()
+        try:
+            return self._check_rows()
+        finally:
+            self._manifest_changed()
 
     def _profile_row(self) -> dict[str, Any] | None:
         rows = self.client.get(self.manifest_collection, ids=[PROFILE_KEY], output_fields=["data"])
@@ -435,7 +440,13 @@ class MilvusStore:
         return self._persisted
 
     def __len__(self) -> int:
-        return sum(rec.passages for rec in self.documents.values())
+        if self._count is None:
+            self._count = sum(rec.passages for rec in self.documents.values())
+        return self._count
+
+    def _manifest_changed(self) -> None:
+        self._passages = None
+        self._count = None
 
     @property
     def passages(self) -> list[Passage]:
@@ -443,7 +454,7 @@ class MilvusStore:
         if self._passages is None:
             with self._engine_errors():
                 rows = self._iterate(self.collection, "", PASSAGE_FIELDS)
-                found = [_passage(r) for r in rows
+                found = [passage_from_row(r) for r in rows
                          if (rec := self.documents.get(r["document"])) and rec.content_hash == r["content_hash"]]
             staged = [p for _, passages, _ in self._staged.values() for p in passages]
             staged_docs = set(self._staged)
@@ -452,14 +463,12 @@ class MilvusStore:
         return self._passages
 
     def search_passages(self, vectors: np.ndarray, k: int) -> list[list[tuple[Passage, float]]]:
-        if not len(self):
-            return [[] for _ in range(len(vectors))]
         params = {"metric_type": "IP", "params": {"ef": max(128, k)} if self.profile.index_type == "hnsw" else {}}
         with self._engine_errors():
             results = self.client.search(self.collection, data=np.asarray(vectors, dtype=np.float32).tolist(),
                                          anns_field="vector", limit=min(k, 16_384), output_fields=PASSAGE_FIELDS,
                                          search_params=params)
-        return [[(_passage(hit["entity"]), float(hit["distance"])) for hit in row] for row in results]
+        return [[(passage_from_row(hit["entity"]), float(hit["distance"])) for hit in row] for row in results]
 
     def keyword_search(self, query: str, k: int) -> list[tuple[Passage, float]]:
         """Milvus's BM25 ranking (Milvus Lite reports scores negated: we give them as BM25 has them)."""
@@ -468,12 +477,12 @@ class MilvusStore:
         with self._engine_errors():
             results = self.client.search(self.collection, data=[query], anns_field="sparse", limit=min(k, 16_384),
                                          output_fields=PASSAGE_FIELDS, search_params={"metric_type": "BM25"})
-        return [(_passage(hit["entity"]), abs(float(hit["distance"]))) for hit in results[0]]
+        return [(passage_from_row(hit["entity"]), abs(float(hit["distance"]))) for hit in results[0]]
 
     def passages_of(self, document: str) -> list[Passage]:
         with self._engine_errors():
             rows = self._iterate(self.collection, f"document == {_literal(document)}", PASSAGE_FIELDS)
-            return sorted((_passage(r) for r in rows), key=lambda p: (p.start, p.id))
+            return sorted((passage_from_row(r) for r in rows), key=lambda p: (p.start, p.id))
 
     def vectors_of(self, passages: list[Passage]) -> np.ndarray:
         if not passages:
@@ -525,7 +534,7 @@ class MilvusStore:
         self._staged_passages += len(passages) - (len(replaced[1]) if replaced else 0)
         self._staged[path] = (record, passages, np.asarray(vectors, dtype=np.float32))
         self.documents[path] = record
-        self._passages = None
+        self._manifest_changed()
         if self._staged_passages >= FLUSH_PASSAGES:
             with self._engine_errors():
                 self._flush()
@@ -536,7 +545,7 @@ class MilvusStore:
             self._staged_passages -= len(dropped[1]) if dropped else 0
             self.documents.pop(path, None)
         self._staged_removals |= set(paths)
-        self._passages = None
+        self._manifest_changed()
 
     def save(self) -> None:
         """Write staged updates, delete leftovers of earlier crashes, then bump the generation."""
@@ -547,12 +556,11 @@ class MilvusStore:
             self._write_profile()
         self._persisted = True
         self._version = (0.0, None)
-        self._passages = None
+        self._manifest_changed()
         self._record_location()
 
     def _record_location(self) -> None:
         """Leave store.json in the index folder: where this index lives (never the token)."""
-        from qa.vector_store import STORE_FILE
 
         folder = Path(self.settings.index_dir)
         uri = os.path.abspath(self.uri) if is_lite(self.uri) else self.uri
@@ -691,11 +699,6 @@ def _diagnose(documents: dict[str, DocumentRecord],
         if doc not in damaged and (record is None or record.content_hash != digest):
             stale.setdefault(doc, set()).add(digest)
     return damaged, stale
-
-
-def _passage(row: dict[str, Any]) -> Passage:
-    return Passage(row["id"], row["document"], int(row["start"]), int(row["end"]), row["text"],
-                   int(row["page"]) or None)
 
 
 def _function_type(function: Any) -> str:

@@ -17,13 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from qa import accel
 from qa.config import Settings
-from qa.indexing import IndexReport, open_store, profile_for, sync_corpus
+from qa.indexing import IndexReport, profile_for, sync_corpus
 from qa.sentences import split_sentences
 from qa.store import IndexError_, StoreUnavailableError
 from qa.followups import resolve_followup
 from qa.types import Answer, Hit, Turn
-from qa.vector_store import load_vector_store
+from qa.vector_store import load_vector_store, open_vector_store
 
 if TYPE_CHECKING:
     from qa.reader import SpanResult
@@ -113,14 +114,16 @@ class Engine:
     def embedder(self):
         s = self.settings
         with _MODEL_LOADING:
-            return _embedder(s.embedding_model, s.batch_size, s.backend, s.quantize, s.model_cache_dir, s.precision)
+            return _embedder(s.embedding_model, s.batch_size, s.backend, s.quantize, s.model_cache_dir,
+                             accel.resolve_precision(s.precision, s.backend, s.quantize))
 
     @property
     def reader(self):
         s = self.settings
         with _MODEL_LOADING:
             return _reader(s.reader_model, s.window_tokens, s.window_stride, s.max_answer_tokens, s.batch_size,
-                           s.backend, s.quantize, s.model_cache_dir, s.precision)
+                           s.backend, s.quantize, s.model_cache_dir,
+                           accel.resolve_precision(s.precision, s.backend, s.quantize))
 
     def load_models(self) -> None:
         """Load the embedder, then the reader: the one order every entry point uses at start-up."""
@@ -148,7 +151,7 @@ class Engine:
     def ensure_index(self, progress: bool = True) -> IndexReport:
         """Build the index from the corpus folder, or update it for added, changed and removed files."""
         with self._lock:
-            store, reason = open_store(self.settings, profile_for(self.settings, self.embedder))
+            store, reason = open_vector_store(self.settings, profile_for(self.settings, self.embedder))
             report = sync_corpus(store, Path(self.settings.corpus_dir), self.embedder, self.settings, progress, reason)
             self._install(store)
             self._synced = True
@@ -242,6 +245,7 @@ class Engine:
         query = " ".join([t.question for t in turns[-2:]] + [read_as])
         hits = self.retrieve(query, top_k)
         retrieved = time.perf_counter()
+        threshold = self._threshold(threshold)  # once: the default may be read from the index folder
         spans, passages_read = self._read_adaptively(read_as, [h.passage.text for h in hits], threshold)
         read_done = time.perf_counter()
         candidates: list[Answer] = []
@@ -278,8 +282,7 @@ class Engine:
         }
         return result
 
-    def _read_adaptively(self, question: str, texts: list[str],
-                         threshold: float | None) -> tuple[list[SpanResult], int]:
+    def _read_adaptively(self, question: str, texts: list[str], threshold: float) -> tuple[list[SpanResult], int]:
         """Best spans of the passages, reading the best-ranked first and the rest only when unsure.
 
         The right passage is usually ranked first or second, so a confident answer there is
@@ -290,7 +293,6 @@ class Engine:
         if first <= 0 or first >= len(texts):
             return self.reader.read(question, texts), len(texts)
         spans = self.reader.read(question, texts[:first])
-        threshold = self._threshold(threshold)
         if spans and spans[0].probability >= max(self.settings.read_more_below, threshold):
             return spans, first
         more = [dataclasses.replace(s, text_index=s.text_index + first) for s in self.reader.read(question, texts[first:])]

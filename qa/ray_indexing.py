@@ -22,8 +22,7 @@ import numpy as np
 
 from qa.config import Settings
 from qa.indexing import PendingFile, PreparedDocument, split_file
-from qa.store import DocumentRecord
-from qa.types import Passage
+from qa.store import DocumentRecord, passage_from_row
 
 logger = logging.getLogger(__name__)
 
@@ -34,12 +33,12 @@ LOCAL_OBJECT_STORE_BYTES = 256 * 1024 * 1024
 
 
 def prepare_with_ray(
-    pending: list[PendingFile], corpus_dir: Path, settings: Settings, progress: bool
+    pending: list[PendingFile], corpus_dir: Path, settings: Settings
 ) -> dict[str, PreparedDocument | str]:
     """Each pending file's passages and vectors, computed on Ray, or the reason it was skipped.
 
     Ray Data shows its own progress bars on a terminal (and logs progress at INFO, which is
-    hidden unless QA_LOG_LEVEL=DEBUG), whatever `progress` says.
+    hidden unless QA_LOG_LEVEL=DEBUG).
     """
     try:
         import ray
@@ -153,9 +152,8 @@ def _collect(pending: list[PendingFile], rows: list[dict[str, Any]]) -> dict[str
         if len(got) != int(got[0]["count"]):
             out[item.doc_path] = f"lost passages in the Ray pipeline ({len(got)} of {int(got[0]['count'])})"
             continue
-        passages = [Passage(str(r["id"]), str(r["document"]), int(r["start"]), int(r["end"]), str(r["text"]),
-                            int(r["page"]) or None) for r in got]
+        passages = [passage_from_row(r) for r in got]
         vectors = np.vstack([np.asarray(r["vector"], dtype=np.float32) for r in got])
         record = DocumentRecord(str(got[0]["digest"]), len(passages), int(got[0]["chars"]))
-        out[item.doc_path] = PreparedDocument(item.doc_path, record, passages, vectors)
+        out[item.doc_path] = PreparedDocument(record, passages, vectors)
     return out

@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+#: Which vector store (and where) an index folder belongs to; written by non-FAISS stores.
+STORE_FILE = "store.json"
 #: Reads of an index that a concurrent writer keeps replacing, before giving up.
 _LOAD_ATTEMPTS = 5
 
@@ -205,10 +207,7 @@ class IndexStore:
             tmp.write_text(json.dumps(manifest, indent=1, ensure_ascii=False), encoding="utf-8")
         _fsync_dir(self.directory)
         self.generation = generation
-        milvus_note = self.directory / "store.json"  # left by a Milvus index: this folder's is FAISS now
-        if milvus_note.exists():
-            with contextlib.suppress(FileNotFoundError):
-                milvus_note.unlink()
+        (self.directory / STORE_FILE).unlink(missing_ok=True)  # left by a Milvus index: this folder's is FAISS now
         self.remove_stale_files()
 
     def remove_stale_files(self) -> None:
@@ -263,7 +262,7 @@ class IndexStore:
         try:
             index = faiss.read_index(str(directory / files["vectors"]))
             raw = json.loads((directory / files["passages"]).read_text(encoding="utf-8"))
-            passages = [_passage_from_json(item) for item in raw]
+            passages = [passage_from_row(item) for item in raw]
             documents = {path: DocumentRecord(**rec) for path, rec in manifest["documents"].items()}
         except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:
             raise CorruptIndexError(f"unreadable index files in {directory}: {exc}") from exc
@@ -326,8 +325,11 @@ def _passage_to_json(p: Passage) -> dict[str, Any]:
     return {"id": p.id, "document": p.document, "start": p.start, "end": p.end, "page": p.page, "text": p.text}
 
 
-def _passage_from_json(item: dict[str, Any]) -> Passage:
-    return Passage(item["id"], item["document"], int(item["start"]), int(item["end"]), item["text"], item.get("page"))
+def passage_from_row(row: dict[str, Any]) -> Passage:
+    """A passage from its stored fields (JSON manifest, Milvus row, Ray row); page 0 or none = no page."""
+    page = row.get("page")
+    return Passage(str(row["id"]), str(row["document"]), int(row["start"]), int(row["end"]), str(row["text"]),
+                   int(page) if page else None)
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from qa.store import DocumentRecord, IndexProfile, StoreUnavailableError
+from qa.store import STORE_FILE, DocumentRecord, IndexProfile, StoreUnavailableError
 from qa.types import Passage
 
 if TYPE_CHECKING:
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 
 VECTOR_STORES = ("faiss", "milvus")
 #: In an index folder whose index lives in Milvus: where (`resolve_store` reads it).
-STORE_FILE = "store.json"
 DEFAULT_COLLECTION = "qa_passages"
 
 

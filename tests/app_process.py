@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +25,25 @@ SEED_FILE = "000_b6ab0304c308f14d.txt"
 SERVER_START_TIMEOUT_S = float(os.environ.get("QA_TEST_SERVER_TIMEOUT", "900"))
 #: The test picks where the app listens and what it reads; other QA_* settings pass through.
 _OVERRIDDEN = {"QA_AUTH", "QA_HOST", "QA_PORT", "QA_CORPUS_DIR", "QA_INDEX_DIR", "QA_UPLOAD_DIR"}
+
+
+def cli_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process's environment without its QA_* settings (QA_THREADS aside), plus `extra`:
+    a `qa` process then reads only the settings its test gives it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QA_") or k == "QA_THREADS"}
+    return {**env, **(extra or {})}
+
+
+def cli_command(*args: str) -> list[str]:
+    """The command line of `qa ARGS...` run by this Python."""
+    return [sys.executable, "-m", "qa.cli", *args]
+
+
+def run_cli(*args: str, env: Mapping[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run `qa ARGS...` from the repo root with `cli_env(env)`; its output is captured as text and
+    its exit status is the caller's to check."""
+    return subprocess.run(cli_command(*args), cwd=ROOT, env=cli_env(env), capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def seeds_dir() -> Path:

@@ -1,4 +1,5 @@
-"""Shared fixtures. `web_server` starts the real web app once per test session (slow: loads models)."""
+"""Shared fixtures. `web_server` starts the real web app once per test session (slow: loads models);
+`milvus_uri` is a Milvus Lite file of the test's own."""
 
 from __future__ import annotations
 
@@ -35,3 +36,15 @@ def web_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
 def start_web_server() -> Callable[[Path, Path, Path], contextlib.AbstractContextManager[WebServer]]:
     """`run_app` for tests that need another server, e.g. on the same folders after a restart."""
     return run_app
+
+
+@pytest.fixture()
+def milvus_uri(tmp_path: Path) -> Iterator[str]:
+    """A Milvus Lite file in the test's temp folder (skipped without pymilvus); let go of at the
+    end so nothing holds its lock."""
+    pytest.importorskip("pymilvus")
+    from qa.milvus_store import release
+
+    path = str(tmp_path / "milvus" / "qa.db")
+    yield path
+    release(path)

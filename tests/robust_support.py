@@ -50,18 +50,22 @@ def index_fingerprint(index_dir: Path) -> dict[str, str]:
     return prints
 
 
-def assert_store_consistent(store: Any, embedder: Any = None, sample: int = 6) -> None:
-    """verify() passes, positions map ids to passages, and (with `embedder`) a sample of stored
+def assert_store_consistent(store: Any, embedder: Any = None, sample: int = 6, verify: bool = True) -> None:
+    """verify() passes (unless `verify=False`), passage ids are unique and as many as the store
+    holds, positions map ids to passages (a FAISS store), and (with `embedder`) a sample of stored
     vectors are the embeddings of their passages' text, so ids, passages and vectors agree."""
     from qa.store import faiss_id
 
-    store.verify()
-    assert len({p.id for p in store.passages}) == len(store.passages), "duplicate passage ids"
-    for position, passage in enumerate(store.passages):
-        assert store._position[faiss_id(passage.id)] == position
-    if embedder is not None and store.passages:
-        step = max(1, len(store.passages) // sample)
-        chosen = store.passages[::step][:sample]
+    if verify:
+        store.verify()
+    passages = store.passages
+    assert len({p.id for p in passages}) == len(passages) == len(store), "duplicate or missing passages"
+    if hasattr(store, "_position"):
+        for position, passage in enumerate(passages):
+            assert store._position[faiss_id(passage.id)] == position
+    if embedder is not None and passages:
+        step = max(1, len(passages) // sample)
+        chosen = passages[::step][:sample]
         stored = store.vectors_of(chosen)
         fresh = embedder.encode([p.text for p in chosen])
         cosines = np.sum(stored * fresh, axis=1)

@@ -30,9 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-from app_process import ROOT
+from app_process import ROOT, cli_command, cli_env, run_cli
 from robust_support import assert_answer_well_formed, assert_store_consistent, record
 
 pytestmark = pytest.mark.slow
@@ -150,13 +149,8 @@ class Run:
     stderr: bytes = b""
 
 
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "qa.cli", *args]
-
-
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QA_") or k == "QA_THREADS"}
-    return {**env, "PYTHONUNBUFFERED": "1"}
+#: Every `qa` process the tests start writes its stderr as it goes (the kill timing reads it).
+_UNBUFFERED = {"PYTHONUNBUFFERED": "1"}
 
 
 @dataclass
@@ -196,8 +190,8 @@ def run_index(command: list[str], kill_after: float | None = None, after_marker:
               env: dict[str, str] | None = None) -> Run:
     """Run `command`; SIGKILL it `kill_after` seconds after start (or after the indexing marker)."""
     run = Run(started=time.monotonic())
-    process = subprocess.Popen(command, cwd=ROOT, env={**_env(), **(env or {})}, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, cwd=ROOT, env=cli_env({**_UNBUFFERED, **(env or {})}),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     marker = threading.Event()
     chunks: list[bytes] = []
 
@@ -258,8 +252,9 @@ def load_state(index_dir: Path, profile: Any, embedder: Any, store: Store | None
                ) -> tuple[Any, dict[str, str] | None]:
     """The store on disk, checked for consistency, and its documents' hashes (None: no index).
 
-    A Milvus store is read as an app server would (no repairs): documents whose rows a killed
-    writer left incomplete are not in it."""
+    A FAISS index is always verify()'d: a save is all or nothing. A Milvus store is read as an app
+    server would (no repairs): documents whose rows a killed writer left incomplete are not in it,
+    and verify() (no leftover rows either) only holds, and is only checked, with `verify=True`."""
     from qa.store import IndexStore
 
     if store is not None and store.kind == "milvus":
@@ -288,14 +283,8 @@ def _load_milvus_state(store: Store, profile: Any, embedder: Any, verify: bool) 
                                      repair=False)
         if not milvus.persisted:
             return None, None
-        passages = milvus.passages
-        assert len({p.id for p in passages}) == len(passages) == len(milvus), "duplicate or missing passages"
-        if passages:
-            chosen = passages[:: max(1, len(passages) // 6)][:6]
-            cosines = np.sum(milvus.vectors_of(chosen) * embedder.encode([p.text for p in chosen]), axis=1)
-            assert np.all(cosines > 0.99), f"stored vectors do not match their passages: {cosines}"
-        if verify:  # no leftovers either: rows and manifest agree exactly
-            milvus.verify()
+        # verify(): no leftovers either, rows and manifest agree exactly (only once a sync has completed)
+        assert_store_consistent(milvus, embedder, verify=verify)
         return milvus, {p: rec.content_hash for p, rec in milvus.documents.items()}
     finally:
         store.release()
@@ -385,10 +374,8 @@ def ask_fresh(corpus: Corpus, index_dir: Path, i: int, store: Store | None = Non
 
 def ask_cli(corpus: Corpus, index_dir: Path, i: int, store: Store | None = None) -> dict:
     """The real `qa ask --json` in a new process."""
-    out = subprocess.run(_cli("ask", question_for(i), "--json", "--corpus-dir", str(corpus.root),
-                              "--index-dir", str(index_dir)),
-                         cwd=ROOT, env={**_env(), **(store.env if store else {})}, capture_output=True, text=True,
-                         timeout=RUN_LIMIT_S)
+    out = run_cli("ask", question_for(i), "--json", "--corpus-dir", str(corpus.root), "--index-dir", str(index_dir),
+                  env={**_UNBUFFERED, **(store.env if store else {})}, timeout=RUN_LIMIT_S)
     assert out.returncode == 0, out.stderr[-3000:]
     data = json.loads(out.stdout)
     assert data["hits"][0]["document"] == f"{corpus.root.name}/{corpus.path(i).name}", data["hits"][:2]
@@ -427,7 +414,7 @@ def test_random_kills_leave_the_old_or_the_new_index(tmp_path: Path, bench: Benc
     store_kind = Store(kind, index_dir)
     trial_count = TRIALS if kind == "faiss" else TRIALS_MILVUS
     profile = bench.profile_of(Settings.load(corpus_dir=str(corpus.root), index_dir=str(index_dir)))
-    command = _cli("index", str(corpus.root), "--index-dir", str(index_dir))
+    command = cli_command("index", str(corpus.root), "--index-dir", str(index_dir))
 
     def index(**kwargs: Any) -> Run:
         return run_index(command, env=store_kind.env, **kwargs)

@@ -28,17 +28,11 @@ def corpus(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(params=["faiss", "milvus"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
-    """Settings that select the vector store under test (Milvus: a Milvus Lite file in tmp_path)."""
+def store(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Settings that select the vector store under test (Milvus: the `milvus_uri` fixture's file)."""
     if request.param == "faiss":
-        yield {"vector_store": "faiss"}
-        return
-    pytest.importorskip("pymilvus")
-    from qa.milvus_store import release
-
-    uri = str(tmp_path / "milvus" / "qa.db")
-    yield {"vector_store": "milvus", "milvus_uri": uri}
-    release(uri)
+        return {"vector_store": "faiss"}
+    return {"vector_store": "milvus", "milvus_uri": request.getfixturevalue("milvus_uri")}
 
 
 def _engine(corpus: Path, index: Path, **overrides) -> Engine:
@@ -85,7 +79,8 @@ def test_build_then_update_only_what_changed(corpus: Path, tmp_path: Path, store
     assert _saved(engine).generation == 2, "an unchanged corpus must not rewrite the index"
 
 
-def test_one_embedding_pass_for_all_pending_documents(corpus: Path, tmp_path: Path, store: dict[str, str]) -> None:
+def test_one_embedding_pass_for_all_pending_documents(corpus: Path, tmp_path: Path, store: dict[str, str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """Passages of every added or changed file are embedded together, not one call per file."""
     engine = _engine(corpus, tmp_path / "index", **store)
     embedder, calls = engine.embedder, []
@@ -95,11 +90,8 @@ def test_one_embedding_pass_for_all_pending_documents(corpus: Path, tmp_path: Pa
         calls.append(len(texts))
         return real(texts, *args, **kwargs)
 
-    embedder.encode = counting
-    try:
-        report = engine.ensure_index(progress=False)
-    finally:
-        del embedder.encode  # the embedder is cached and shared: restore its own method
+    monkeypatch.setattr(embedder, "encode", counting)  # the embedder is cached and shared: undone after the test
+    report = engine.ensure_index(progress=False)
     assert len(report.added) == 3 and calls == [3]
 
 

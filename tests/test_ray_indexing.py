@@ -5,15 +5,12 @@ within a cosine of 0.999, and `qa ask` answers from it."""
 from __future__ import annotations
 
 import json
-import os
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from app_process import ROOT, copy_writable, seeds_dir
+from app_process import copy_writable, run_cli, seeds_dir
 
 pytest.importorskip("ray")
 pytest.importorskip("pymilvus")
@@ -42,17 +39,11 @@ def _corpus(root: Path) -> Path:
     return root
 
 
-def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("QA_") or k == "QA_THREADS"}
-    return subprocess.run([sys.executable, "-m", "qa.cli", *args], cwd=ROOT, env={**clean, **env},
-                          capture_output=True, text=True, timeout=900)
-
-
 def test_ray_builds_the_index_the_plain_path_builds(tmp_path: Path) -> None:
     corpus = _corpus(tmp_path / "seeds")
     uri = str(tmp_path / "milvus.db")
     env = {"QA_VECTOR_STORE": "milvus", "QA_MILVUS_URI": uri}
-    out = _cli("index", str(corpus), "--index-dir", str(tmp_path / "Y"), "--ray", env=env)
+    out = run_cli("index", str(corpus), "--index-dir", str(tmp_path / "Y"), "--ray", env=env, timeout=900)
     assert out.returncode == 0, out.stderr[-4000:]
     assert "starting a local Ray on" in out.stderr
     assert "13 documents" in out.stdout and "(13 added, 0 changed, 0 removed, 0 unchanged)" in out.stdout
@@ -80,8 +71,8 @@ def test_ray_builds_the_index_the_plain_path_builds(tmp_path: Path) -> None:
     finally:
         release(uri)  # the `qa ask` below opens the Milvus Lite file in its own process
 
-    out = _cli("ask", "Who interviewed Zelensky?", "--corpus-dir", str(corpus), "--index-dir", str(tmp_path / "Y"),
-               "--json", env=env)
+    out = run_cli("ask", "Who interviewed Zelensky?", "--corpus-dir", str(corpus), "--index-dir",
+                  str(tmp_path / "Y"), "--json", env=env, timeout=900)
     assert out.returncode == 0, out.stderr[-4000:]
     answer = json.loads(out.stdout)
     assert "Stuart Ramsay" in answer["text"] and answer["source"] == "seeds/000_b6ab0304c308f14d.txt"

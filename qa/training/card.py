@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 from pathlib import Path
 
 from qa.config import SHIPPED_READER_DIR
-from qa.training.data import HARD_NEGATIVE_RATE, SOURCE_WEIGHTS, source_weight
+from qa.training.data import HARD_NEGATIVE_RATE, source_weights
 
 #: Windows per training step (`qa train-reader --batch-size`, default 32).
 BATCH_SIZE = 32
@@ -105,31 +106,38 @@ def curve_rows(run: Path) -> str:
     return "\n".join(rows)
 
 
+def run_arguments(command: str) -> argparse.Namespace:
+    """The training run's settings (learning rate, warm-up, weights), read from its own command line."""
+    from qa.training.train import build_parser
+
+    words = shlex.split(command)
+    start = next((i + 1 for i, w in enumerate(words) if w in ("train-reader", "qa.training.train")), len(words))
+    return build_parser().parse_known_args(["--data", "", "--out", "", *words[start:]])[0]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=SHIPPED_READER_DIR)
     parser.add_argument("--run", type=Path, required=True, help="the training folder (curve.jsonl)")
-    parser.add_argument("--command", required=True, help="the training command, for the Training section")
+    parser.add_argument("--command", required=True,
+                        help="the training command, for the Training section (its --lr, --warmup, --weight fill the card)")
     parser.add_argument("--steps", type=int, required=True)
     parser.add_argument("--examples", type=int, required=True)
     parser.add_argument("--windows", type=int, required=True)
     parser.add_argument("--passes", default="2")
     parser.add_argument("--started-from", required=True, help="what the run started from, for the Training section")
-    parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--warmup", type=float, default=0.06)
-    parser.add_argument("--weight", action="append", default=[], type=source_weight, metavar="SOURCE=WEIGHT",
-                        help="the run's --weight overrides")
     parser.add_argument("--rate", default="", help="windows per second achieved")
     parser.add_argument("--hours", default="")
     parser.add_argument("--history", default="", help="how the run was stopped and resumed, for the Training section")
     args = parser.parse_args(argv)
     report = json.loads((args.out / "calibration.json").read_text())
+    run = run_arguments(args.command)
     like, gold, dev = report["answer_like"], report["gold_paragraph"], report["dev"]
     card = TEMPLATE.format(
         delta_mib=(args.out / "delta.safetensors").stat().st_size / 2**20,
-        weights=", ".join(f"{name} {share:.0%}" for name, share in sorted({**SOURCE_WEIGHTS, **dict(args.weight)}.items())
+        weights=", ".join(f"{name} {share:.0%}" for name, share in sorted(source_weights(run.weight).items())
                           if share != 1.0),
-        started_from=args.started_from, lr=args.lr, warmup=args.warmup,
+        started_from=args.started_from, lr=run.lr, warmup=run.warmup,
         negative_rate=HARD_NEGATIVE_RATE, examples=f"{args.examples:,}", windows=f"{args.windows:,}",
         command=f"`{args.command}`", steps=args.steps, seen=f"{args.steps * BATCH_SIZE:,}", passes=args.passes,
         rate=args.rate, hours=args.hours, history=f"{args.history.strip()}\n" if args.history.strip() else "",

@@ -41,6 +41,11 @@ def source_weight(text: str) -> tuple[str, float]:
     return name.strip(), weight
 
 
+def source_weights(overrides: list[tuple[str, float]]) -> dict[str, float]:
+    """`SOURCE_WEIGHTS` with a run's `--weight` overrides."""
+    return {**SOURCE_WEIGHTS, **dict(overrides)}
+
+
 #: Share of answerable questions also paired with a passage a retriever returns for them
 #: (BM25 over the same file) that lacks the answer: the negatives `answer()` really shows the reader.
 HARD_NEGATIVE_RATE = 0.3

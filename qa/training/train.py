@@ -26,13 +26,13 @@ from qa.logs import configure_logging
 from qa.metrics import best_over_golds, exact_match, f1_score
 from qa.spans import best_span
 from qa.training.data import (
-    SOURCE_WEIGHTS,
     QAExample,
     TrainWindow,
     build_mix,
     load_squad,
     pass_selection,
     source_weight,
+    source_weights,
     tokenize_for_training,
 )
 
@@ -222,7 +222,7 @@ def train(args: argparse.Namespace) -> Path:
     holdout = sample.sample(holdout, min(args.dev_limit, len(holdout)))
 
     passes = math.ceil(args.epochs)
-    weights = {**SOURCE_WEIGHTS, **dict(args.weight)}
+    weights = source_weights(args.weight)
     schedule = pass_schedule(windows, examples, passes, args.batch_size, args.seed, weights)
     total_steps = args.max_steps or round(len(schedule) / passes * args.epochs)
     while total_steps > len(schedule):
