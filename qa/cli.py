@@ -166,6 +166,14 @@ def export_reader(ctx: typer.Context) -> None:
     main(list(ctx.args))
 
 
+@app.command(name="average-readers", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def average_readers(ctx: typer.Context) -> None:
+    """Average the weights of trained readers of one architecture (a model soup)."""
+    from qa.training.average import main
+
+    main(list(ctx.args))
+
+
 @app.command(name="calibrate-reader", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def calibrate_reader(ctx: typer.Context) -> None:
     """Fit score calibration and the abstention threshold on held-out questions."""

@@ -88,3 +88,49 @@ def test_calibration_corpus_holds_half_the_articles_and_questions_about_the_rest
     for q in out_of_scope:
         n = int(q.id.removeprefix("q").removesuffix("-out"))
         assert f"{100 + n} kilometres" not in corpus and q.context == ""
+
+
+def _tiny_reader(folder, seed: int, hidden: int = 32):
+    from transformers import BertConfig, BertForQuestionAnswering
+
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=64, hidden_size=hidden, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=2 * hidden, max_position_embeddings=32)
+    model = BertForQuestionAnswering(config)
+    model.save_pretrained(folder)
+    return model
+
+
+def test_averaged_reader_holds_the_weighted_mean_of_every_tensor_and_loads(tmp_path) -> None:
+    from transformers import AutoModelForQuestionAnswering
+
+    from qa.training.average import average_readers
+
+    a = _tiny_reader(tmp_path / "a", seed=1).state_dict()
+    b = _tiny_reader(tmp_path / "b", seed=2).state_dict()
+    out = average_readers([tmp_path / "a", tmp_path / "b"], tmp_path / "soup", weights=[0.25, 0.75])
+    soup = AutoModelForQuestionAnswering.from_pretrained(out).state_dict()
+    name = "bert.encoder.layer.0.attention.self.query.weight"
+    assert not torch.equal(a[name], b[name])
+    for key in a:
+        if "position_ids" not in key:
+            torch.testing.assert_close(soup[key], 0.25 * a[key] + 0.75 * b[key])
+    with torch.inference_mode():
+        logits = AutoModelForQuestionAnswering.from_pretrained(out)(input_ids=torch.tensor([[1, 5, 9, 2]])).start_logits
+    assert logits.shape == (1, 4)
+
+
+def test_averaging_refuses_readers_that_do_not_match(tmp_path) -> None:
+    from qa.training.average import average_readers
+
+    _tiny_reader(tmp_path / "small", seed=1, hidden=32)
+    _tiny_reader(tmp_path / "large", seed=1, hidden=64)
+    with pytest.raises(ValueError, match="has shape"):
+        average_readers([tmp_path / "small", tmp_path / "large"], tmp_path / "out")
+    with pytest.raises(ValueError, match="at least two"):
+        average_readers([tmp_path / "small"], tmp_path / "out")
+    with pytest.raises(ValueError, match="sum to 1"):
+        average_readers([tmp_path / "small", tmp_path / "small"], tmp_path / "out", weights=[0.5, 0.6])
+    with pytest.raises(FileNotFoundError, match="no model.safetensors"):
+        average_readers([tmp_path / "small", tmp_path / "missing"], tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # nothing half-written

@@ -54,7 +54,7 @@ clipping 1.0, {steps:,} steps ({seen} windows, {passes} passes over the weighted
 embeddings frozen. bf16 autocast with fp32 master weights, attention-probability dropout 0 (hidden
 dropout 0.1): {rate} windows/s on two CPU cores.
 {history}Wall time {hours}.
-
+{averaging}
 Learning curve (400 `dev/nq_qed_dev` questions and 400 held-out questions, gold paragraph,
 always answering; "null acc." is the share of unanswerable held-out questions whose no-answer
 logit wins):
@@ -85,8 +85,8 @@ there: out of scope or human-written unanswerable).
 | expected calibration error (10 bins) | {a_ece:.3f} | {g_ece:.3f} |
 
 ## Speed
-{ms_per_window:.1f} ms per 256-token window on this machine's two cores (fp32 PyTorch,
-measured over the dev run, batch of a question's windows).
+{ms_per_window:.1f} ms per window on this machine's two cores ({precision} PyTorch, the default
+precision here; measured over the dev run, a question's windows batched).
 
 ## Limits
 English only; uncased. Answers are spans of at most 30 tokens. Abstention relies on calibrated
@@ -129,6 +129,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", default="", help="windows per second achieved")
     parser.add_argument("--hours", default="")
     parser.add_argument("--history", default="", help="how the run was stopped and resumed, for the Training section")
+    parser.add_argument("--averaging", default="",
+                        help="how the shipped weights were averaged from runs (`qa average-readers`), if they were")
     args = parser.parse_args(argv)
     report = json.loads((args.out / "calibration.json").read_text())
     run = run_arguments(args.command)
@@ -141,6 +143,7 @@ def main(argv: list[str] | None = None) -> None:
         negative_rate=HARD_NEGATIVE_RATE, examples=f"{args.examples:,}", windows=f"{args.windows:,}",
         command=f"`{args.command}`", steps=args.steps, seen=f"{args.steps * BATCH_SIZE:,}", passes=args.passes,
         rate=args.rate, hours=args.hours, history=f"{args.history.strip()}\n" if args.history.strip() else "",
+        averaging=f"\n{args.averaging.strip()}\n" if args.averaging.strip() else "",
         curve=curve_rows(args.run), dev_n=dev["questions"], dev_em=dev["em"], dev_f1=dev["f1"],
         dev_f1_t=dev["f1_at_threshold"], documents=like["documents"], passages=like["passages"],
         questions=like["questions"], unanswerable=like["unanswerable"], threshold=report["threshold"],
@@ -151,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
         g_supp=gold["right_answers_suppressed"], g_right=gold["right_answers"],
         a_absp=like["abstention_precision"], a_absr=like["abstention_recall"],
         g_absp=gold["abstention_precision"], g_absr=gold["abstention_recall"], a_ece=like["ece"], g_ece=gold["ece"],
-        ms_per_window=dev["ms_per_window"],
+        ms_per_window=dev["ms_per_window"], precision=dev.get("precision", "fp32"),
     )
     (args.out / "MODEL_CARD.md").write_text(card)
 
