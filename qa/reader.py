@@ -8,6 +8,7 @@ fitted logistic curve turns the best margin into the probability that the answer
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -26,6 +27,9 @@ logger = logging.getLogger(__name__)
 
 #: Questions longer than this many tokens are cut so each window keeps room for context.
 MAX_QUESTION_TOKENS = 64
+#: Merged readers kept in the cache (each ~90 MB): the one just built and the most recently used
+#: others (another install, an older release), so upgrades do not pile up copies.
+MERGED_CACHE_KEEP = 3
 
 
 class ReaderFilesError(RuntimeError):
@@ -111,9 +115,12 @@ def _load_merged_cache(folder: Path):
         if _sha256(folder / "model.safetensors") != expected:
             logger.warning("the merged reader cache %s is damaged; rebuilding it", folder)
             return None
-        return AutoModelForQuestionAnswering.from_pretrained(folder, local_files_only=True)
+        model = AutoModelForQuestionAnswering.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError):
         return None
+    with contextlib.suppress(OSError):  # a read-only cache still serves
+        os.utime(folder)  # recently used: kept when another merge prunes the cache
+    return model
 
 
 def _save_merged_cache(model, folder: Path) -> None:
@@ -131,6 +138,23 @@ def _save_merged_cache(model, folder: Path) -> None:
             os.replace(staging, folder)
     except OSError as exc:
         logger.info("not caching the merged reader in %s: %s", folder, exc)
+        return
+    _prune_merged_cache(folder)
+
+
+def _prune_merged_cache(keep: Path) -> None:
+    """Remove all but the most recently used merged readers beside `keep` (which always stays)."""
+    import shutil
+
+    try:
+        others = [p for p in keep.parent.iterdir()
+                  if p != keep and p.is_dir() and (p / "model.sha256").exists()]
+        others.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    except OSError:
+        return
+    for stale in others[MERGED_CACHE_KEEP - 1 :]:
+        logger.info("removing the merged reader %s (not used recently)", stale)
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def load_shipped_reader(directory: Path = SHIPPED_READER_DIR, cache_dir: Path | None = None):

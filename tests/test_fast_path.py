@@ -47,8 +47,8 @@ INT8_MAX_F1_LOSS = 0.02
 INT8_MIN_ANSWER_AGREEMENT = 0.9
 #: Least cosine between a bf16 and an fp32 embedding of the same text (measured: 0.9999).
 BF16_MIN_COSINE = 0.999
-#: Seed questions answered from the first two passages alone (measured: 22 of 60).
-MIN_QUESTIONS_READ_BRIEFLY = 18
+#: Seed questions answered from the first two passages alone (measured: 31 of 60).
+MIN_QUESTIONS_READ_BRIEFLY = 26
 #: Seed questions (of 60) whose final answer the fast default may change, each only for a better one.
 MAX_CHANGED_ANSWERS = 2
 #: The dev set of the reader's training data (not shipped; the test is skipped without it).
@@ -168,7 +168,7 @@ def test_fast_default_gives_the_same_final_answers(corpus: Path, plain: list) ->
     # adaptive reading stops after two passages whenever it is sure, and reads everything otherwise
     sure = [a for a in fast if a.passages_read < len(a.hits)]
     assert len(sure) >= MIN_QUESTIONS_READ_BRIEFLY
-    assert all(a.passages_read == 2 and a.score >= Settings().read_more_below for a in sure)
+    assert all(a.passages_read == 2 and a.score >= engine.default_threshold for a in sure)
     assert all(a.passages_read == len(a.hits) for a in fast if a.abstained)
 
 

@@ -112,3 +112,27 @@ def test_merged_reader_is_cached_and_checked_on_every_load(tmp_path: Path) -> No
     rebuilt, _ = load_shipped_reader(cache_dir=tmp_path)
     assert all(bool((rebuilt.state_dict()[name] == tensor).all()) for name, tensor in expected.items())
     assert weights.read_bytes() != bytes(damaged)
+
+
+def test_a_new_merge_keeps_only_the_most_recently_used_merged_readers(tmp_path: Path) -> None:
+    """Each reader release (or install) merges once; old ~90 MB copies must not pile up."""
+    import os
+
+    from qa.reader import MERGED_CACHE_KEEP, load_shipped_reader
+
+    stale = []
+    for age in range(4):  # merged readers of other releases, used 1..4 days ago
+        folder = tmp_path / f"{age:020d}"
+        folder.mkdir()
+        (folder / "model.sha256").write_text("0" * 64 + "\n")
+        (folder / "model.safetensors").write_bytes(b"old")
+        when = 1_700_000_000 - age * 86_400
+        os.utime(folder, (when, when))
+        stale.append(folder)
+    (tmp_path / "notes").mkdir()  # not a merged reader: left alone
+    load_shipped_reader(cache_dir=tmp_path)
+    left = sorted(p for p in tmp_path.iterdir() if (p / "model.sha256").exists())
+    new = [p for p in left if p not in stale]
+    assert len(new) == 1 and (new[0] / "model.safetensors").stat().st_size > 10_000_000
+    assert left == sorted(new + stale[: MERGED_CACHE_KEEP - 1])  # the most recently used others stay
+    assert (tmp_path / "notes").exists()
