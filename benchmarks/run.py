@@ -851,6 +851,19 @@ def _targets(results: dict) -> list[str]:
             "| --- | --- | " + " | ".join("---:" for _ in configs) + " |", *rows]
 
 
+def write_section(path: Path, name: str, section: str) -> None:
+    """Put `section` between the `<!-- name:begin -->` and `<!-- name:end -->` marks of `path`
+    (appended when they are not there yet); `run.py` keeps such sections when it rewrites the file."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
+    block = f"{begin}\n{section}{end}\n"
+    if begin in text and end in text:
+        text = text[: text.index(begin)] + block + text[text.index(end) + len(end) + 1 :]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    path.write_text(text, encoding="utf-8")
+
+
 def kept_sections(path: Path) -> str:
     """Sections other benchmarks (benchmarks/scale.py) wrote between their markers, kept on rewrite."""
     old = path.read_text(encoding="utf-8") if path.exists() else ""

@@ -53,6 +53,7 @@ from run import (
     pct,
     save_cache,
     text_key,
+    write_section,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,7 +61,6 @@ sys.path.insert(0, str(ROOT))
 
 CACHE = Path(os.environ.get("QA_BENCH_CACHE", Path.home() / ".cache" / "qa-offline" / "bench"))
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
-BEGIN, END = "<!-- scale:begin -->", "<!-- scale:end -->"
 STORES = ("faiss-flat", "faiss-hnsw", "milvus-flat", "milvus-hnsw")
 K = 10
 
@@ -339,16 +339,6 @@ def report(rows: list[dict[str, Any]], ray_row: dict[str, Any] | None, args: arg
     return "\n".join(lines) + "\n"
 
 
-def write_results(section: str) -> None:
-    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
-    block = f"{BEGIN}\n{section}{END}\n"
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END) + 1 :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    RESULTS.write_text(text, encoding="utf-8")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--passages", type=int, default=100_000, help="passages in each store (default 100000)")
@@ -393,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     section = report(rows, ray_row, args, corpus, embedder_name)
     print(section)
     if args.write_results:
-        write_results(section)
+        write_section(RESULTS, "scale", section)
         log(f"wrote {RESULTS}")
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
