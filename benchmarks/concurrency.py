@@ -4,7 +4,8 @@ Starts `app.py` over a copy of the seed corpus and asks the 60 questions of
 eval/seed_questions.jsonl through the app's `/ask` API with gradio_client: first one client
 asking them one after another (single stream), then N clients at once, each with its own
 connection, asking in a different order. Reports questions per second, the concurrent
-throughput as a multiple of single-stream, latency percentiles and any failed request.
+throughput as a multiple of single-stream, latency percentiles and any failed request. It
+does so for the app as configured and for the slow path (fp32, every passage read) beside it.
 
 The bar (issue 10): serving 20 clients at once must not lose throughput against one stream
 (measured 1.8x before the fast path). `--write-results` puts the table in
@@ -63,58 +64,77 @@ def serve_load(url: str, clients: int, per_client: int) -> dict:
                                                latencies, failures, lock))
         for c in range(clients)
     ]
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     wall = time.perf_counter() - started
     return {"clients": clients, "questions": len(latencies), "wall_s": wall, "qps": len(latencies) / wall,
+            "client_cores": (time.process_time() - cpu_started) / wall,
             "p50_ms": 1000 * pct(latencies, 0.5), "p95_ms": 1000 * pct(latencies, 0.95), "failures": failures}
 
 
+#: The app as configured (the environment's QA_* settings), and the slow path the issue measured
+#: (fp32, every passage read).
+CONFIGS = {"as configured": {}, "fp32 read-all": {"QA_PRECISION": "fp32", "QA_READ_FIRST": "0"}}
+
+
 def render(rows: list[dict], env: dict[str, str]) -> str:
-    single = rows[0]["qps"]
     setting = " ".join(f"{k}={v}" for k, v in sorted(env.items())) or "the defaults"
     lines = [
         "## Many chat clients at once (the real web app)",
         "",
         (f"`python benchmarks/concurrency.py --write-results` on {platform.machine()}, {os.cpu_count()} CPUs, "
-         f"{time.strftime('%Y-%m-%d')}; {setting}. `app.py` over the seed corpus; every client has its own "
-         "gradio_client connection and asks the 60 seed questions through the `/ask` API (top 5 passages, "
-         "the default threshold), each client in a different order."),
+         f"{time.strftime('%Y-%m-%d')}; as configured: {setting}. `app.py` over the seed corpus; every client has "
+         "its own gradio_client connection and asks the 60 seed questions through the `/ask` API (top 5 "
+         "passages, the default threshold), each client in a different order. The clients run on the same "
+         "cores as the server, so the CPU they use (last column) is taken from it."),
         "",
-        "| clients at once | questions | questions/s | vs one stream | latency p50 (ms) | p95 (ms) | failed |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        ("| app | clients at once | questions | questions/s | vs one stream | latency p50 (ms) | p95 (ms) | failed | "
+         "CPU cores the clients used |"),
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    single = {r["config"]: r["qps"] for r in rows if r["clients"] == 1}
     for r in rows:
-        lines.append(f"| {r['clients']} | {r['questions']} | {r['qps']:.1f} | {r['qps'] / single:.2f}x | "
-                     f"{r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {len(r['failures'])} |")
+        lines.append(f"| {r['config']} | {r['clients']} | {r['questions']} | {r['qps']:.1f} | "
+                     f"{r['qps'] / single[r['config']]:.2f}x | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | "
+                     f"{len(r['failures'])} | {r['client_cores']:.2f} |")
     return "\n".join(lines) + "\n"
+
+
+def measure(config: str, clients: int, per_client: int, work: Path) -> list[dict]:
+    """One app process with `config`'s settings: one client, then `clients` at once."""
+    corpus = copy_writable(seeds_dir(), work / "corpus")
+    with run_app(corpus, work / "index", work / "app.log", **CONFIGS[config]) as server:
+        log(f"{config}: app up at {server.url}")
+        serve_load(server.url, 1, 10)  # warm-up: models loaded, index built, first reads done
+        rows = [serve_load(server.url, 1, len(QUESTIONS)), serve_load(server.url, clients, per_client)]
+    for r in rows:
+        r["config"] = config
+        log(f"{config}, {r['clients']} clients: {r['qps']:.1f} questions/s, p50 {r['p50_ms']:.0f} ms")
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=20, help="clients asking at once (default 20)")
     parser.add_argument("--per-client", type=int, default=15, help="questions each concurrent client asks")
+    parser.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated, of: {', '.join(CONFIGS)}")
     parser.add_argument("--write-results", action="store_true", help="put the table in benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
-    env = {k: v for k, v in os.environ.items() if k.startswith("QA_")}
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        corpus = copy_writable(seeds_dir(), work / "corpus")
-        with run_app(corpus, work / "index", work / "app.log") as server:
-            log(f"app up at {server.url}")
-            serve_load(server.url, 1, 10)  # warm-up: models loaded, index built, first reads done
-            rows = [serve_load(server.url, 1, len(QUESTIONS))]
-            log(f"1 client: {rows[0]['qps']:.1f} questions/s, p50 {rows[0]['p50_ms']:.0f} ms")
-            rows.append(serve_load(server.url, args.clients, args.per_client))
-            log(f"{args.clients} clients: {rows[1]['qps']:.1f} questions/s, p50 {rows[1]['p50_ms']:.0f} ms")
-    section = render(rows, env)
+    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    if unknown := set(configs) - set(CONFIGS):
+        parser.error(f"unknown configuration(s) {sorted(unknown)}; choose from {list(CONFIGS)}")
+    rows = []
+    for config in configs:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows += measure(config, args.clients, args.per_client, Path(tmp))
+    section = render(rows, {k: v for k, v in os.environ.items() if k.startswith("QA_")})
     print(section)
     for r in rows:
         for failure in r["failures"][:5]:
-            log(f"failed ({r['clients']} clients): {failure}")
+            log(f"failed ({r['config']}, {r['clients']} clients): {failure}")
     if args.write_results:
         write_section(RESULTS, "concurrency", section)
         log(f"wrote {RESULTS}")
