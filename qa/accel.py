@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from qa import models
+
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "onnx")
@@ -95,9 +97,7 @@ def quantize_torch(model: Any) -> Any:
 
 
 def default_cache_dir() -> Path:
-    from qa.models import cache_root
-
-    return cache_root() / "onnx"
+    return models.cache_root() / "onnx"
 
 
 def _weights_digest(model: Any) -> str:
@@ -128,9 +128,12 @@ class OnnxModel:
             f"{_weights_digest(model)}|{kind}|{quantize}|{EXPORT_VERSION}|{ort.__version__}|{torch.__version__}".encode()
         ).hexdigest()[:20]
         self.path = cache / f"{kind}-{quantize}-{key}.onnx"
-        if not self.path.exists():
+        if self.path.exists():
+            models.mark_used(self.path)
+        else:
             logger.info("converting the %s to ONNX (%s), once: %s", kind, quantize, self.path)
             _convert(model, kind, quantize, self.path)
+            models.prune_cache(self.path, cache.glob(f"{kind}-{quantize}-*.onnx"))
         options = ort.SessionOptions()
         threads = torch.get_num_threads()
         options.intra_op_num_threads = threads

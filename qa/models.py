@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import shutil
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 # Set before transformers / huggingface_hub are imported anywhere: the product never goes online.
@@ -19,10 +23,38 @@ if os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1" and "huggingface_hub" in sy
     disable_progress_bars()
 
 
+logger = logging.getLogger(__name__)
+
+#: Derived model files kept per kind in the cache (60-90 MB each): the one in use and the most
+#: recently used others (another install, an older release), so upgrades do not pile up copies.
+CACHE_ENTRIES_KEPT = 3
+
+
 def cache_root() -> Path:
     """Where derived model files (the merged reader, ONNX graphs) are kept: $XDG_CACHE_HOME/qa-offline."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "qa-offline"
+
+
+def mark_used(entry: Path) -> None:
+    """Note that a cache entry was just used, so pruning keeps it (a read-only cache still serves)."""
+    with contextlib.suppress(OSError):
+        os.utime(entry)
+
+
+def prune_cache(kept: Path, entries: Iterable[Path]) -> None:
+    """Delete all but the most recently used `CACHE_ENTRIES_KEPT - 1` of `entries` besides `kept`,
+    which stays: called after a new entry of the same kind is written."""
+    try:
+        others = sorted((p for p in entries if p != kept), key=lambda p: p.stat().st_mtime, reverse=True)
+    except OSError:
+        return
+    for stale in others[CACHE_ENTRIES_KEPT - 1 :]:
+        logger.info("removing %s from the model cache (not used recently)", stale)
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
 
 
 class ModelNotAvailableError(RuntimeError):

@@ -8,12 +8,12 @@ fitted logistic curve turns the best margin into the probability that the answer
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import math
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,9 +27,6 @@ logger = logging.getLogger(__name__)
 
 #: Questions longer than this many tokens are cut so each window keeps room for context.
 MAX_QUESTION_TOKENS = 64
-#: Merged readers kept in the cache (each ~90 MB): the one just built and the most recently used
-#: others (another install, an older release), so upgrades do not pile up copies.
-MERGED_CACHE_KEEP = 3
 
 
 class ReaderFilesError(RuntimeError):
@@ -118,14 +115,12 @@ def _load_merged_cache(folder: Path):
         model = AutoModelForQuestionAnswering.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError):
         return None
-    with contextlib.suppress(OSError):  # a read-only cache still serves
-        os.utime(folder)  # recently used: kept when another merge prunes the cache
+    models.mark_used(folder)
     return model
 
 
 def _save_merged_cache(model, folder: Path) -> None:
     """Save the merged reader for the next start (atomically; a read-only home just skips it)."""
-    import shutil
     import tempfile
 
     try:
@@ -139,22 +134,7 @@ def _save_merged_cache(model, folder: Path) -> None:
     except OSError as exc:
         logger.info("not caching the merged reader in %s: %s", folder, exc)
         return
-    _prune_merged_cache(folder)
-
-
-def _prune_merged_cache(keep: Path) -> None:
-    """Remove all but the most recently used merged readers beside `keep` (which always stays)."""
-    import shutil
-
-    try:
-        others = [p for p in keep.parent.iterdir()
-                  if p != keep and p.is_dir() and (p / "model.sha256").exists()]
-        others.sort(key=lambda p: p.stat().st_mtime, reverse=True)
-    except OSError:
-        return
-    for stale in others[MERGED_CACHE_KEEP - 1 :]:
-        logger.info("removing the merged reader %s (not used recently)", stale)
-        shutil.rmtree(stale, ignore_errors=True)
+    models.prune_cache(folder, (p for p in folder.parent.iterdir() if (p / "model.sha256").is_file()))
 
 
 def load_shipped_reader(directory: Path = SHIPPED_READER_DIR, cache_dir: Path | None = None):

@@ -118,10 +118,11 @@ def test_a_new_merge_keeps_only_the_most_recently_used_merged_readers(tmp_path: 
     """Each reader release (or install) merges once; old ~90 MB copies must not pile up."""
     import os
 
-    from qa.reader import MERGED_CACHE_KEEP, load_shipped_reader
+    from qa.models import CACHE_ENTRIES_KEPT
+    from qa.reader import load_shipped_reader
 
     stale = []
-    for age in range(4):  # merged readers of other releases, used 1..4 days ago
+    for age in range(4):  # merged readers of other releases, last used 0..3 days before the newest
         folder = tmp_path / f"{age:020d}"
         folder.mkdir()
         (folder / "model.sha256").write_text("0" * 64 + "\n")
@@ -134,5 +135,29 @@ def test_a_new_merge_keeps_only_the_most_recently_used_merged_readers(tmp_path: 
     left = sorted(p for p in tmp_path.iterdir() if (p / "model.sha256").exists())
     new = [p for p in left if p not in stale]
     assert len(new) == 1 and (new[0] / "model.safetensors").stat().st_size > 10_000_000
-    assert left == sorted(new + stale[: MERGED_CACHE_KEEP - 1])  # the most recently used others stay
+    assert left == sorted(new + stale[: CACHE_ENTRIES_KEPT - 1])  # the most recently used others stay
     assert (tmp_path / "notes").exists()
+
+
+def test_model_cache_keeps_the_new_file_and_the_most_recently_used_of_its_kind(tmp_path: Path) -> None:
+    """The same rule for ONNX graphs (files): a used graph counts as recent, whatever its age."""
+    import os
+
+    from qa.models import CACHE_ENTRIES_KEPT, mark_used, prune_cache
+
+    graphs = []
+    for age in range(5):
+        graph = tmp_path / f"reader-none-{age:020d}.onnx"
+        graph.write_bytes(b"graph")
+        when = 1_700_000_000 - age * 86_400
+        os.utime(graph, (when, when))
+        graphs.append(graph)
+    other_kind = tmp_path / "embedder-none-old.onnx"
+    other_kind.write_bytes(b"graph")
+    os.utime(other_kind, (1, 1))
+    mark_used(graphs[4])  # the oldest file was just loaded by another process
+    new = tmp_path / "reader-none-new.onnx"
+    new.write_bytes(b"graph")
+    prune_cache(new, tmp_path.glob("reader-none-*.onnx"))
+    assert sorted(tmp_path.iterdir()) == sorted([new, graphs[4], graphs[0], other_kind])
+    assert CACHE_ENTRIES_KEPT == 3
