@@ -865,7 +865,7 @@ def write_section(path: Path, name: str, section: str) -> None:
 
 
 def kept_sections(path: Path) -> str:
-    """Sections other benchmarks (benchmarks/scale.py) wrote between their markers, kept on rewrite."""
+    """Sections other benchmarks (scale.py, concurrency.py) wrote with `write_section`, kept on rewrite."""
     old = path.read_text(encoding="utf-8") if path.exists() else ""
     return "".join(m.group(0) for m in re.finditer(r"\n<!-- (\w+):begin -->.*?<!-- \1:end -->\n", old, flags=re.S))
 
