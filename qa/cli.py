@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from qa.config import Settings
+from qa.config import DEFAULT_READER, Settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
@@ -20,6 +20,8 @@ CorpusOpt = typer.Option(None, "--corpus-dir", help="documents folder [env QA_CO
 IndexOpt = typer.Option(None, "--index-dir", help="index folder [env QA_INDEX_DIR, default index]")
 EmbedOpt = typer.Option(None, "--embedding-model", help="sentence-transformers name or path [env QA_EMBEDDING_MODEL]")
 ReaderOpt = typer.Option(None, "--reader-model", help="Hugging Face QA model id or path [env QA_READER_MODEL]")
+ReaderChoiceOpt = typer.Option(None, "--reader",
+                               help=f"shipped reader: accurate (MPNet) or fast (MiniLM) [env QA_READER, default {DEFAULT_READER}]")
 TopKOpt = typer.Option(None, "--top-k", min=1, help="passages read per question [env QA_TOP_K, default 5]")
 ThresholdOpt = typer.Option(None, "--threshold", min=0.0, max=1.0, help="abstain below this confidence [env QA_THRESHOLD]")
 IndexTypeOpt = typer.Option(None, "--index-type", help="flat (exact) or hnsw (approximate) [env QA_INDEX_TYPE]")
@@ -88,6 +90,7 @@ def ask(
     index_dir: Optional[str] = IndexOpt,
     top_k: Optional[int] = TopKOpt,
     threshold: Optional[float] = ThresholdOpt,
+    reader: Optional[str] = ReaderChoiceOpt,
     reader_model: Optional[str] = ReaderOpt,
     embedding_model: Optional[str] = EmbedOpt,
     vector_store: Optional[str] = VectorStoreOpt,
@@ -101,7 +104,7 @@ def ask(
     from qa.pipeline import Engine
     from qa.reader import ReaderFilesError
 
-    settings = _setup(corpus_dir=corpus_dir, index_dir=index_dir, reader_model=reader_model,
+    settings = _setup(corpus_dir=corpus_dir, index_dir=index_dir, reader=reader, reader_model=reader_model,
                       embedding_model=embedding_model, vector_store=vector_store, milvus_uri=milvus_uri,
                       milvus_collection=milvus_collection, precision=precision, read_first=read_first, log_level=None)
     try:
@@ -133,13 +136,15 @@ def serve(
     milvus_collection: Optional[str] = MilvusCollectionOpt,
     precision: Optional[str] = PrecisionOpt,
     read_first: Optional[int] = ReadFirstOpt,
+    reader: Optional[str] = ReaderChoiceOpt,
 ) -> None:
-    """Start the web chat."""
-    from qa.web import serve as serve_web
+    """Start the web chat (until SIGTERM or Ctrl-C; a busy port or unusable folder is one error line)."""
+    from qa.web import run as run_web
 
-    serve_web(_setup(host=host, port=port, corpus_dir=corpus_dir, index_dir=index_dir, vector_store=vector_store,
+    raise typer.Exit(run_web(_setup(host=host, port=port, corpus_dir=corpus_dir, index_dir=index_dir, reader=reader,
+                     vector_store=vector_store,
                      milvus_uri=milvus_uri, milvus_collection=milvus_collection, precision=precision,
-                     read_first=read_first))
+                     read_first=read_first)))
 
 
 @app.command(name="eval", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from qa import accel, models
+from qa.stopping import raise_if_stopped
+
+if TYPE_CHECKING:  # pragma: no cover
+    from qa.config import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -76,11 +82,14 @@ class Embedder:
 
             self._forward = forward
 
-    def encode(self, texts: list[str], progress: bool = False) -> np.ndarray:
+    def encode(self, texts: list[str], progress: bool = False, stop: threading.Event | None = None) -> np.ndarray:
+        """Unit-length vectors for `texts`; raises Stopped between batches once `stop` is set, so
+        a process asked to stop is not held up by a long indexing pass."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        raise_if_stopped(stop, "embedding")
         if self._forward is not None:
-            return self._encode_plain(texts)
+            return self._encode_plain(texts, stop)
         vectors = self.model.encode(
             texts,
             batch_size=self.batch_size,
@@ -90,10 +99,11 @@ class Embedder:
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
-    def _encode_plain(self, texts: list[str]) -> np.ndarray:
+    def _encode_plain(self, texts: list[str], stop: threading.Event | None = None) -> np.ndarray:
         order = np.argsort([-len(t) for t in texts], kind="stable")
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         for i in range(0, len(texts), self.batch_size):
+            raise_if_stopped(stop, "embedding")
             rows = order[i : i + self.batch_size]
             enc = self.tokenizer([texts[j].strip() for j in rows], padding=True, truncation="longest_first",
                                  max_length=self.max_length, return_tensors="np")
@@ -102,6 +112,12 @@ class Embedder:
             pooled = (hidden * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)
             out[rows] = pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
         return out
+
+
+def embedder_for(settings: Settings) -> Embedder:
+    """The embedder `settings` describe, built from them alone (a Ray worker has no Engine)."""
+    return Embedder(settings.embedding_model, batch_size=settings.batch_size, backend=settings.backend,
+                    quantize=settings.quantize, cache_dir=settings.model_cache_dir, precision=settings.precision)
 
 
 def _mean_pooling_max_length(path: Path) -> int | None:

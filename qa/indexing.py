@@ -1,17 +1,22 @@
 """Keep an index in step with a corpus folder: embed only added or changed files, drop removed ones.
 
 A sync lists the folder and hashes every file, then reads and splits the added and changed
-ones, embeds all their passages in one batched pass (or on Ray, with `indexer="ray"`), and
-hands them to the configured vector store, which persists them with one `save()`.
+ones, embeds all their passages in one batched pass, and hands them to the configured vector
+store, which persists them with one `save()`. The caller may hand over another way to prepare
+documents (the pipeline passes the Ray one for `indexer="ray"`), so this module depends on
+neither the pipeline nor Ray.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
 import stat
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +27,7 @@ from qa.config import Settings
 from qa.documents import DocumentError, list_corpus_files, load_document, relative_document_path
 from qa.embedding import Embedder
 from qa.passages import split_passages
+from qa.stopping import raise_if_stopped
 from qa.store import DocumentRecord, IndexProfile
 from qa.types import Passage
 from qa.vector_store import VectorStore, check_settings
@@ -50,6 +56,18 @@ class IndexReport:
     @property
     def modified(self) -> bool:
         return bool(self.added or self.changed or self.removed or self.rebuilt_reason)
+
+    def summary(self) -> str:
+        """The report as a person reads it: "1 document, 4 passages (1 added) in 0.4 s"."""
+        changes = [f"{len(paths)} {what}" for what, paths in (
+            ("added", self.added), ("changed", self.changed), ("removed", self.removed), ("skipped", self.skipped),
+        ) if paths]
+        return (f"{_plural(self.documents, 'document')}, {_plural(self.passages, 'passage')} "
+                f"({', '.join(changes) or 'no changes'}) in {self.seconds:.1f} s")
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 @dataclass(frozen=True)
@@ -83,6 +101,11 @@ class PreparedDocument:
     record: DocumentRecord
     passages: list[Passage]
     vectors: np.ndarray
+
+
+#: Reads, splits and embeds the pending files of a corpus folder: each file's prepared document,
+#: or the reason it is skipped. `prepare_locally` by default; the pipeline passes the Ray one.
+Prepare = Callable[[list[PendingFile], Path], dict[str, PreparedDocument | str]]
 
 
 def profile_for(settings: Settings, embedder: Embedder) -> IndexProfile:
@@ -122,11 +145,18 @@ def sync_corpus(
     settings: Settings,
     progress: bool = True,
     rebuilt_reason: str = "",
+    *,
+    prepare: Prepare | None = None,
+    stop: threading.Event | None = None,
 ) -> IndexReport:
     """Bring `store` in line with every supported file under `corpus_dir` and save it once.
 
     A shared store (Milvus) with no corpus folder here is served as it is: app servers behind a
-    load balancer read the index that one `qa index` keeps up to date.
+    load balancer read the index that one `qa index` keeps up to date. `prepare` reads, splits
+    and embeds the pending files (default: here, with `embedder`). Once `stop` is set, a sync
+    still reading or embedding raises Stopped at its next safe point (between files and batches
+    here, before and after a Ray run) and writes nothing, so the index stays as last saved; one
+    already writing its prepared documents finishes, which takes moments.
     """
     started = time.perf_counter()
     check_settings(settings)
@@ -138,15 +168,15 @@ def sync_corpus(
             report.unchanged = sorted(store.documents)
             return report
         raise EmptyCorpusError(f"the corpus folder {corpus_dir} does not exist; create it and add documents")
+    if prepare is None:
+        prepare = functools.partial(prepare_locally, embedder=embedder, settings=settings, progress=progress,
+                                    stop=stop)
     with store.write_lock():
         pending = _pending_files(store, corpus_dir, report)
+        raise_if_stopped(stop, "indexing")
+        prepared = prepare(pending, corpus_dir) if pending else {}
+        raise_if_stopped(stop, "indexing")  # the last point at which nothing has been written
         store.remove_documents(set(report.removed))
-        if settings.indexer == "ray" and pending:
-            from qa.ray_indexing import prepare_with_ray
-
-            prepared = prepare_with_ray(pending, corpus_dir, settings)
-        else:
-            prepared = prepare_locally(pending, corpus_dir, embedder, settings, progress)
         for item in pending:
             known = item.doc_path in store.documents
             result = prepared[item.doc_path]
@@ -242,15 +272,19 @@ def split_file(item: PendingFile, corpus_dir: Path, settings: Settings) -> Split
 
 
 def prepare_locally(
-    pending: list[PendingFile], corpus_dir: Path, embedder: Embedder, settings: Settings, progress: bool
+    pending: list[PendingFile], corpus_dir: Path, embedder: Embedder, settings: Settings, progress: bool,
+    stop: threading.Event | None = None,
 ) -> dict[str, PreparedDocument | str]:
     """Read and split every pending file, then embed all their passages in one call (the
     embedder batches them by length), so many small files cost no more than one large one.
-    Returns each file's prepared document, or the reason it was skipped."""
-    splits = [split_file(item, corpus_dir, settings)
-              for item in tqdm(pending, desc="indexing", unit="file", disable=not progress or len(pending) < 2)]
+    Returns each file's prepared document, or the reason it was skipped; raises Stopped between
+    files or batches once `stop` is set."""
+    splits = []
+    for item in tqdm(pending, desc="indexing", unit="file", disable=not progress or len(pending) < 2):
+        raise_if_stopped(stop, "indexing")
+        splits.append(split_file(item, corpus_dir, settings))
     usable = [s for s in splits if not s.skip_reason]
-    vectors = embedder.encode([p.text for s in usable for p in s.passages], progress=progress)
+    vectors = embedder.encode([p.text for s in usable for p in s.passages], progress=progress, stop=stop)
     out: dict[str, PreparedDocument | str] = {s.doc_path: s.skip_reason for s in splits if s.skip_reason}
     row = 0
     for s in usable:

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from qa import accel
-from qa.config import Settings
-from qa.indexing import IndexReport, profile_for, sync_corpus
+from qa.config import SHIPPED_READERS, Settings
+from qa.indexing import IndexReport, Prepare, profile_for, sync_corpus
 from qa.sentences import split_sentences
 from qa.store import IndexError_, StoreUnavailableError
 from qa.followups import resolve_followup
@@ -66,10 +66,12 @@ def _embedder(name: str, batch_size: int, backend: str = "torch", quantize: str 
 
 @functools.lru_cache(maxsize=4)
 def _reader(name: str, window_tokens: int, stride: int, max_answer_tokens: int, batch_size: int,
-            backend: str = "torch", quantize: str = "none", cache_dir: str = "", precision: str = "auto"):
+            backend: str = "torch", quantize: str = "none", cache_dir: str = "", precision: str = "auto",
+            shipped: str = ""):
     from qa.reader import Reader
 
-    return Reader(name, window_tokens, stride, max_answer_tokens, batch_size, backend, quantize, cache_dir, precision)
+    return Reader(name, window_tokens, stride, max_answer_tokens, batch_size, backend, quantize, cache_dir, precision,
+                  shipped)
 
 
 def validate_question(question: str, max_chars: int) -> str:
@@ -108,6 +110,8 @@ class Engine:
         self._store = None
         self._retriever = None
         self._synced = False
+        #: Set by stop(): the process is shutting down, so indexing gives up at its next safe point.
+        self._stopping = threading.Event()
 
     # -- models ------------------------------------------------------------------------------
     @property
@@ -123,19 +127,41 @@ class Engine:
         with _MODEL_LOADING:
             return _reader(s.reader_model, s.window_tokens, s.window_stride, s.max_answer_tokens, s.batch_size,
                            s.backend, s.quantize, s.model_cache_dir,
-                           accel.resolve_precision(s.precision, s.backend, s.quantize))
+                           accel.resolve_precision(s.precision, s.backend, s.quantize),
+                           "" if s.reader_model else s.reader)
+
+    def reader_for(self, shipped: str | None = None):
+        """The configured reader, or the shipped reader `shipped` names ("accurate" or "fast"):
+        the chat lets people switch per question, over the same index."""
+        s = self.settings
+        if shipped is None or (shipped == s.reader and not s.reader_model):
+            return self.reader
+        if shipped not in SHIPPED_READERS:
+            raise ValueError(f"{shipped!r} is not a shipped reader: use {' or '.join(SHIPPED_READERS)}")
+        with _MODEL_LOADING:
+            return _reader("", s.window_tokens, s.window_stride, s.max_answer_tokens, s.batch_size, s.backend,
+                           s.quantize, s.model_cache_dir, accel.resolve_precision(s.precision, s.backend, s.quantize),
+                           shipped)
 
     def load_models(self) -> None:
-        """Load the embedder, then the reader: the one order every entry point uses at start-up."""
+        """Load the embedder, then the reader: the one order every entry point uses at start-up
+        (the reader is skipped when the process is stopping: it only delays the exit)."""
         self.embedder
-        self.reader
+        if not self._stopping.is_set():
+            self.reader
 
     @property
     def default_threshold(self) -> float:
+        return self.threshold_for()
+
+    def threshold_for(self, shipped: str | None = None) -> float:
+        """QA_THRESHOLD, else the threshold tuned beside the index (for the configured reader),
+        else the reader's own calibrated one."""
         if self.settings.threshold >= 0:
             return self.settings.threshold
-        saved = self.settings.saved_threshold()
-        return saved if saved is not None else self.reader.calibration.threshold
+        reader = self.reader_for(shipped)
+        saved = self.settings.saved_threshold() if reader is self.reader else None
+        return saved if saved is not None else reader.calibration.threshold
 
     # -- index -------------------------------------------------------------------------------
     @property
@@ -152,10 +178,30 @@ class Engine:
         """Build the index from the corpus folder, or update it for added, changed and removed files."""
         with self._lock:
             store, reason = open_vector_store(self.settings, profile_for(self.settings, self.embedder))
-            report = sync_corpus(store, Path(self.settings.corpus_dir), self.embedder, self.settings, progress, reason)
+            report = sync_corpus(store, Path(self.settings.corpus_dir), self.embedder, self.settings, progress, reason,
+                                 prepare=self._preparer(), stop=self._stopping)
             self._install(store)
             self._synced = True
             return report
+
+    def _preparer(self) -> Prepare | None:
+        """How a sync reads, splits and embeds documents: on Ray for QA_INDEXER=ray, else in this
+        process (None: sync_corpus's own way, with this engine's embedder)."""
+        if self.settings.indexer != "ray":
+            return None
+        from qa.ray_indexing import prepare_with_ray
+
+        return functools.partial(prepare_with_ray, settings=self.settings)
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """Stop indexing for good, because the process is shutting down: a sync still reading or
+        embedding gives up (the index stays as last saved), one writing finishes. Returns True
+        once no sync is running, False if one still runs after `timeout` seconds."""
+        self._stopping.set()
+        if not self._lock.acquire(timeout=-1 if timeout is None else timeout):
+            return False
+        self._lock.release()
+        return True
 
     def _install(self, store, version=None) -> None:
         """Serve `store`; `version` is that of the saved index it was read from (default: as saved now)."""
@@ -227,12 +273,14 @@ class Engine:
         top_k: int | None = None,
         threshold: float | None = None,
         history: list[str | Turn | Answer] | None = None,
+        reader: str | None = None,
     ) -> Answer:
         """Retrieve passages, read them, answer or abstain.
 
         `history` holds the conversation so far (earlier questions, or turns / answers with what
         they answered): retrieval sees the last two questions too, and the reader gets the
         question with a follow-up's pronoun resolved ("he" -> the person answered before).
+        `reader` picks a shipped reader ("accurate" or "fast") for this question only.
         """
         started = time.perf_counter()
         question = validate_question(question, self.settings.max_question_chars)
@@ -245,8 +293,10 @@ class Engine:
         query = " ".join([t.question for t in turns[-2:]] + [read_as])
         hits = self.retrieve(query, top_k)
         retrieved = time.perf_counter()
-        threshold = self._threshold(threshold)  # once: the default may be read from the index folder
-        spans, passages_read = self._read_adaptively(read_as, [h.passage.text for h in hits], threshold)
+        # once: the default may be read from the index folder
+        threshold = self.threshold_for(reader) if threshold is None or threshold < 0 else threshold
+        spans, passages_read = self._read_adaptively(self.reader_for(reader), read_as, [h.passage.text for h in hits],
+                                                     threshold)
         read_done = time.perf_counter()
         candidates: list[Answer] = []
         seen: set[tuple[str, int, int]] = set()
@@ -282,7 +332,7 @@ class Engine:
         }
         return result
 
-    def _read_adaptively(self, question: str, texts: list[str], threshold: float) -> tuple[list[SpanResult], int]:
+    def _read_adaptively(self, reader, question: str, texts: list[str], threshold: float) -> tuple[list[SpanResult], int]:
         """Best spans of the passages, reading the best-ranked first and the rest only when unsure.
 
         The right passage is usually ranked first or second, so an answer found there that clears
@@ -293,22 +343,23 @@ class Engine:
         """
         first = self.settings.read_first
         if first <= 0 or first >= len(texts):
-            return self.reader.read(question, texts), len(texts)
-        spans = self.reader.read(question, texts[:first])
+            return reader.read(question, texts), len(texts)
+        spans = reader.read(question, texts[:first])
         if spans and spans[0].probability >= max(self.settings.read_more_below, threshold):
             return spans, first
-        more = [dataclasses.replace(s, text_index=s.text_index + first) for s in self.reader.read(question, texts[first:])]
+        more = [dataclasses.replace(s, text_index=s.text_index + first) for s in reader.read(question, texts[first:])]
         return sorted(spans + more, key=lambda s: -s.margin), len(texts)
 
-    def read(self, question: str, context: str, threshold: float | None = None) -> Answer:
-        """The reader alone on one text of any length; offsets index `context`."""
+    def read(self, question: str, context: str, threshold: float | None = None, reader: str | None = None) -> Answer:
+        """The reader alone on one text of any length; offsets index `context`. `reader` as in `answer`."""
         question = validate_question(question, self.settings.max_question_chars)
         if not isinstance(context, str):
             raise ValueError("the context must be text")
         context = _SURROGATE.sub("\ufffd", context)  # one character for one: offsets still hold
         started = time.perf_counter()
+        threshold = self.threshold_for(reader) if threshold is None or threshold < 0 else threshold
         candidates = []
-        for span in self.reader.read(question, [context]):
+        for span in self.reader_for(reader).read(question, [context]):
             s_start, s_end = sentence_around(context, span.start, span.end)
             candidates.append(Answer(context[span.start : span.end], span.probability, None, span.start, span.end,
                                      context[s_start:s_end], s_start, question=question))
@@ -345,18 +396,20 @@ def answer(
     top_k: int | None = None,
     threshold: float | None = None,
     history: list[str | Turn | Answer] | None = None,
+    reader: str | None = None,
 ) -> Answer:
-    """Answer from the indexed documents (building or updating the index on first use), or abstain."""
+    """Answer from the indexed documents (building or updating the index on first use), or abstain.
+    `reader` ("accurate" or "fast") overrides QA_READER for this question."""
     settings = Settings.load(
         index_dir=str(index_dir) if index_dir is not None else None,
         corpus_dir=str(corpus_dir) if corpus_dir is not None else None,
     )
-    return get_engine(settings).answer(question, top_k=top_k, threshold=threshold, history=history)
+    return get_engine(settings).answer(question, top_k=top_k, threshold=threshold, history=history, reader=reader)
 
 
-def read(question: str, context: str, *, threshold: float | None = None) -> Answer:
+def read(question: str, context: str, *, threshold: float | None = None, reader: str | None = None) -> Answer:
     """Run the reader alone on `context` (any length); offsets in the result index `context`."""
-    return get_engine(Settings.load()).read(question, context, threshold=threshold)
+    return get_engine(Settings.load()).read(question, context, threshold=threshold, reader=reader)
 
 
 def build_index(

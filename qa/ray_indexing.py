@@ -118,11 +118,15 @@ class _EmbedPassages:
     """Ray Data batch mapper: holds the embedder (loaded once per actor) and adds a `vector`."""
 
     def __init__(self, settings: Settings) -> None:
+        from qa.embedding import embedder_for
         from qa.logs import configure_logging
-        from qa.pipeline import Engine
 
         configure_logging(settings.log_level)
-        self.embedder = Engine(settings).embedder
+        if settings.threads > 0:  # QA_THREADS wins over Ray's per-actor setting, as in an Engine
+            import torch
+
+            torch.set_num_threads(settings.threads)
+        self.embedder = embedder_for(settings)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         texts = [str(t) for t in batch["text"]]

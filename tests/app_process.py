@@ -107,6 +107,19 @@ class WebServer:
     def log_tail(self, chars: int = 4000) -> str:
         return self.log_text()[-chars:]
 
+    def wait_for_log(self, *texts: str, timeout: float = SERVER_START_TIMEOUT_S, poll: float = 0.02) -> str:
+        """The log once it holds every one of `texts`; RuntimeError if the app exits or times out first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            log = self.log_text()
+            if all(text in log for text in texts):
+                return log
+            if self.process.poll() is not None:
+                status = self.process.returncode
+                raise RuntimeError(f"app.py exited with {status} before logging {texts}:\n{log[-4000:]}")
+            time.sleep(poll)
+        raise RuntimeError(f"app.py did not log {texts} within {timeout:.0f}s:\n{self.log_tail()}")
+
 
 def wait_until_up(url: str, process: subprocess.Popen, log_path: Path) -> None:
     deadline = time.monotonic() + SERVER_START_TIMEOUT_S
@@ -121,9 +134,9 @@ def wait_until_up(url: str, process: subprocess.Popen, log_path: Path) -> None:
     raise RuntimeError(f"app.py did not answer on {url} within {SERVER_START_TIMEOUT_S:.0f}s")
 
 
-@contextlib.contextmanager
-def run_app(corpus: Path, index: Path, log_path: Path, **env_extra: str) -> Iterator[WebServer]:
-    """`python app.py` on a free port over `corpus`/`index`, stopped on exit.
+def start_app(corpus: Path, index: Path, log_path: Path, **env_extra: str) -> WebServer:
+    """`python app.py` on a free port over `corpus`/`index`, its output in `log_path`; returns at
+    once (see `wait_until_up`, `WebServer.wait_for_log`).
 
     $QA_TEST_APP replaces app.py (e.g. a harness with a stub engine, to debug the UI alone).
     """
@@ -134,7 +147,14 @@ def run_app(corpus: Path, index: Path, log_path: Path, **env_extra: str) -> Iter
     command = [sys.executable, app, "--port", str(port), "--corpus-dir", str(corpus), "--index-dir", str(index)]
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
-    server = WebServer(f"http://127.0.0.1:{port}", port, corpus, index, log_path, process)
+    return WebServer(f"http://127.0.0.1:{port}", port, corpus, index, log_path, process)
+
+
+@contextlib.contextmanager
+def run_app(corpus: Path, index: Path, log_path: Path, **env_extra: str) -> Iterator[WebServer]:
+    """`start_app`, waited for until it answers, and stopped on exit."""
+    server = start_app(corpus, index, log_path, **env_extra)
+    process = server.process
     try:
         wait_until_up(server.url + "/", process, log_path)
         yield server

@@ -157,7 +157,7 @@ class HashEmbedder:
     def __init__(self, dimension: int = 384) -> None:
         self.dimension = dimension
 
-    def encode(self, texts: list[str], progress: bool = False) -> np.ndarray:
+    def encode(self, texts: list[str], progress: bool = False, stop=None) -> np.ndarray:
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
         for row, text in enumerate(texts):
             for word in re.findall(r"\w+", text.lower()):

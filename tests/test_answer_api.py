@@ -91,6 +91,26 @@ def test_read_alone_finds_an_answer_in_the_last_sentence_of_a_long_text(engine: 
     assert result.source is None
 
 
+#: Plain questions over one plain sentence each, what a person first asks of their own notes,
+#: with the answers a person would accept.
+EVERYDAY = [
+    ("When does the bakery open?", "The bakery opens at seven.", {"seven", "at seven"}),
+    ("How much does a ticket cost?", "Tickets for the school concert cost 12 euros each.", {"12 euros"}),
+    ("Where is the meeting?", "The meeting is in room 4B on the second floor.",
+     {"room 4B", "room 4B on the second floor", "in room 4B"}),
+    ("Who is bringing the cake?", "Anna is bringing the cake on Saturday.", {"Anna"}),
+    ("What is the Wi-Fi password?", "The guest Wi-Fi password is sunflower42.", {"sunflower42"}),
+]
+
+
+@pytest.mark.parametrize(("question", "context", "accepted"), EVERYDAY, ids=[q for q, _, _ in EVERYDAY])
+def test_the_accurate_reader_answers_everyday_questions_with_the_stated_fact(
+    engine: Engine, question: str, context: str, accepted: set[str]
+) -> None:
+    result = engine.read(question, context, reader="accurate")
+    assert result.text in accepted, (result.text, result.score, result.alternatives[:1])
+
+
 def test_top_level_functions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     corpus = tmp_path / "notes"
     corpus.mkdir()
@@ -134,12 +154,13 @@ def test_missing_reader_model_says_what_is_missing(tmp_path: Path) -> None:
         Reader(str(tmp_path / "missing-folder") + "/")
 
 
-def test_a_damaged_shipped_reader_is_reported(tmp_path: Path) -> None:
-    from qa.config import SHIPPED_READER_DIR
+@pytest.mark.parametrize("shipped", ["accurate", "fast"])
+def test_a_damaged_shipped_reader_is_reported(shipped: str, tmp_path: Path) -> None:
+    from qa.config import SHIPPED_READERS
     from qa.reader import ReaderFilesError, load_shipped_reader
 
     copy = tmp_path / "reader"
-    shutil.copytree(SHIPPED_READER_DIR, copy)
+    shutil.copytree(SHIPPED_READERS[shipped], copy)
     data = bytearray((copy / "delta.safetensors").read_bytes())
     data[-10] ^= 0xFF
     (copy / "delta.safetensors").write_bytes(bytes(data))

@@ -159,11 +159,11 @@ class _GatedEmbedder(HashEmbedder):
         self.embedding_slow_doc = threading.Event()
         self.release = threading.Event()
 
-    def encode(self, texts: list[str], progress: bool = False) -> np.ndarray:
+    def encode(self, texts: list[str], progress: bool = False, stop=None) -> np.ndarray:
         if any("SLOWDOC" in t for t in texts):
             self.embedding_slow_doc.set()
             self.release.wait(60)
-        return super().encode(texts, progress)
+        return super().encode(texts, progress, stop)
 
 
 def test_questions_do_not_wait_for_an_upload_being_indexed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

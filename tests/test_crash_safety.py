@@ -12,6 +12,10 @@ process itself) a sync commits document by document, so a kill may leave some do
 the rest old, but each one whole, none that the update left alone lost, and the next sync
 completes it; test_kill_before_each_write_to_milvus kills the writer before each of its writes.
 Trials with Milvus: QA_CRASH_TRIALS_MILVUS (default 10).
+
+A graceful stop keeps the same promise without a kill: the web app signalled with SIGTERM or
+SIGINT while it indexes exits cleanly with the committed index intact
+(test_sigterm_and_sigint_while_indexing_stop_cleanly_and_keep_the_committed_index).
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -31,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from app_process import ROOT, cli_command, cli_env, run_cli
+from app_process import ROOT, cli_command, cli_env, run_cli, start_app, unexpected_tracebacks
 from robust_support import assert_answer_well_formed, assert_store_consistent, record
 
 pytestmark = pytest.mark.slow
@@ -649,3 +655,87 @@ def test_kill_before_each_write_to_milvus(tmp_path: Path, bench: Bench) -> None:
     print(json.dumps(results, indent=1))
     record("kill-milvus-writes", trials=len(results) - 1, outcomes=[r["outcome"] for r in results],
            corruptions=0, lost_documents=0, detail=results)
+
+
+# ----------------------------------------------------------------------------- stopping the web app
+
+
+#: Documents added for the app to index: embedding their ~1,200 passages takes tens of seconds
+#: here, so a signal sent as indexing starts always lands while it runs.
+ADDED_DOCS = 400
+#: The longest a stop may take once signalled (measured: about 2 s).
+STOP_LIMIT_S = 30.0
+
+
+def _stop_app(server: Any, signum: int) -> tuple[int, float]:
+    """Send `signum` to the app; its exit status and the seconds it took to exit."""
+    sent = time.monotonic()
+    server.process.send_signal(signum)
+    status = server.process.wait(timeout=120)
+    return status, time.monotonic() - sent
+
+
+def _assert_clean_stop(log: str, signame: str) -> None:
+    """One "stopped" line naming the signal, no traceback, no abort from a native thread."""
+    assert [ln.split("qa.web: ", 1)[1] for ln in log.splitlines() if "qa.web: stopped" in ln] == [
+        f"stopped on {signame}"], log[-3000:]
+    assert "terminate called" not in log and "Aborted" not in log, log[-3000:]
+    assert unexpected_tracebacks(log) == [], log[-3000:]
+
+
+def test_sigterm_and_sigint_while_indexing_stop_cleanly_and_keep_the_committed_index(tmp_path: Path,
+                                                                                    bench: Bench) -> None:
+    """The web app, signalled while it indexes 400 new files, closes its server and exits 0
+    (SIGTERM) or 130 (Ctrl-C) within seconds, saving nothing half-done: the index on disk is the
+    one committed before. The next start indexes exactly the 400 files (none of the committed
+    ones again), and a SIGTERM after indexing is as clean."""
+    from qa.config import Settings
+
+    corpus = Corpus(tmp_path / "corpus", random.Random(3))
+    index_dir = tmp_path / "index"
+    profile = bench.profile_of(Settings.load(corpus_dir=str(corpus.root), index_dir=str(index_dir)))
+    built = run_cli("index", str(corpus.root), "--index-dir", str(index_dir), env=_UNBUFFERED, timeout=RUN_LIMIT_S)
+    assert built.returncode == 0, built.stderr[-3000:]
+    committed = corpus.state()
+    for i in range(FIRST_DOCS, FIRST_DOCS + ADDED_DOCS):
+        corpus.write(i, 0)
+    measured = {}
+    for signum, status in ((signal.SIGTERM, 0), (signal.SIGINT, 130)):
+        name = signal.Signals(signum).name
+        server = start_app(corpus.root, index_dir, tmp_path / f"{name}.log")
+        try:
+            server.wait_for_log("Serving on", "Indexing ")
+            # "Serving on" is logged only once the server accepts connections.
+            socket.create_connection(("127.0.0.1", server.port), timeout=5).close()
+            got, seconds = _stop_app(server, signum)
+        finally:
+            if server.process.poll() is None:
+                server.process.kill()
+        log = server.log_text()
+        measured[name] = {"status": got, "seconds": round(seconds, 2)}
+        assert got == status, log[-3000:]
+        assert seconds < STOP_LIMIT_S
+        _assert_clean_stop(log, name)
+        assert "index ready" not in log and "indexing stopped before it finished" in log, log[-3000:]
+        store, found = load_state(index_dir, profile, bench.embedder)
+        assert found == committed.hashes  # the committed index, intact: nothing half-saved
+        assert_matches(store, committed)
+
+    server = start_app(corpus.root, index_dir, tmp_path / "again.log")
+    try:
+        log = server.wait_for_log("index ready")
+        got, seconds = _stop_app(server, signal.SIGTERM)
+    finally:
+        if server.process.poll() is None:
+            server.process.kill()
+    log = server.log_text()
+    measured["SIGTERM after indexing"] = {"status": got, "seconds": round(seconds, 2)}
+    assert got == 0, log[-3000:]
+    _assert_clean_stop(log, "SIGTERM")
+    store, found = load_state(index_dir, profile, bench.embedder)
+    assert_matches(store, corpus.state())
+    ready = next(ln.split("qa.web: ", 1)[1] for ln in log.splitlines() if "qa.web: index ready" in ln)
+    expected = (f"index ready: {FIRST_DOCS + ADDED_DOCS} documents, {len(store.passages)} passages "
+                f"({ADDED_DOCS} added, 1 skipped) in ")  # the photo is skipped; nothing committed is redone
+    assert ready.startswith(expected) and re.fullmatch(r"\d+\.\d s", ready.removeprefix(expected)), ready
+    print(json.dumps(measured, indent=1))

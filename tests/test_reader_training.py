@@ -134,3 +134,69 @@ def test_averaging_refuses_readers_that_do_not_match(tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match="no model.safetensors"):
         average_readers([tmp_path / "small", tmp_path / "missing"], tmp_path / "out")
     assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+def test_mpnet_windows_have_no_token_types_and_label_the_gold_span() -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base_model_path("mpnet"))
+    windows = tokenize_for_training(EXAMPLES, tokenizer, max_length=96, stride=16)
+    first = windows[0]
+    assert first.token_type_ids == []
+    assert tokenizer.decode(first.input_ids[first.start_position : first.end_position + 1]) == "mara velasquez"
+    batch = collate(windows, [0, 3], pad_id=tokenizer.pad_token_id)
+    assert "token_type_ids" not in batch
+    assert batch["input_ids"][1, -1].item() == tokenizer.pad_token_id == 1  # MPNet pads with 1, not 0
+
+
+def test_lora_training_on_mpnet_exports_a_small_delta_that_loads_as_the_trained_model(tmp_path) -> None:
+    """A few LoRA steps on MPNet, exported as a shipped reader and merged back: same logits."""
+    from transformers import AutoTokenizer
+
+    from qa.reader import delta_metadata, load_shipped_reader
+    from qa.training.export import export_reader
+    from qa.training.train import build_model, trainable_count
+
+    torch.manual_seed(0)
+    base = base_model_path("mpnet")
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    model = build_model(base, "base", 0.0, lora_rank=4)
+    trainable, total = trainable_count(model)
+    assert total > 100e6 and trainable < 1e6  # adapters, LayerNorms and the span head only
+    windows = tokenize_for_training(EXAMPLES, tokenizer, max_length=96, stride=16)
+    batch = collate(windows, list(range(len(windows))), tokenizer.pad_token_id)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-3)
+    model.train()
+    losses = []
+    for _ in range(6):
+        loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0], losses
+
+    sizes = export_reader(model, tmp_path / "reader", base="mpnet")
+    assert sizes["delta.safetensors"] < 1.5 * 2**20  # rank 4: about 1 MiB in fp16
+    assert delta_metadata(tmp_path / "reader") == {"format": "qa-reader-lora-v1", "base": "mpnet",
+                                                   "lora_scaling": "2.0"}
+    merged, merged_tokenizer = load_shipped_reader(tmp_path / "reader", cache_dir=tmp_path / "cache")
+    model.eval()
+    merged.eval()
+    inputs = merged_tokenizer(["Who built the lighthouse?"], [EXAMPLES[0].context], return_tensors="pt")
+    with torch.no_grad():
+        expected, got = model(**inputs), merged(**inputs)
+    assert torch.allclose(expected.start_logits, got.start_logits, atol=2e-2)
+    assert torch.allclose(expected.end_logits, got.end_logits, atol=2e-2)
+    assert not torch.allclose(expected.start_logits, got.start_logits * 0 + got.start_logits.mean(), atol=1e-3)
+
+    # A later session whose checkpoints are gone goes on from the exported adapters themselves:
+    # the rebuilt LoRA model predicts as the trained one, with the same adapters still training.
+    resumed = build_model(base, str(tmp_path / "reader"), 0.0, lora_rank=4)
+    resumed.eval()
+    with torch.no_grad():
+        again = resumed(**inputs)
+    assert torch.allclose(expected.start_logits, again.start_logits, atol=2e-2)
+    assert trainable_count(resumed) == (trainable, total)
+    with pytest.raises(SystemExit, match="--lora-alpha"):
+        build_model(base, str(tmp_path / "reader"), 0.0, lora_rank=4, lora_alpha=4)

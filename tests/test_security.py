@@ -48,7 +48,7 @@ class StubEngine:
         return []
 
     def answer(self, question: str, top_k: int | None = None, threshold: float | None = None,
-               history: list[str] | None = None) -> Any:
+               history: list[str] | None = None, reader: str | None = None) -> Any:
         from qa.pipeline import validate_question
         from qa.types import Answer
 

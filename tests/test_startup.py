@@ -1,4 +1,5 @@
-"""First start: models load one at a time whatever thread asks, and every start serves.
+"""First start: models load one at a time whatever thread asks, and every start serves; a start
+that cannot work (a busy port, an unusable folder, a bad setting) says why in one line, at once.
 
 A fresh interpreter matters here: transformers' lazy imports only race the first time they
 run in a process, so these tests start new processes rather than reuse the test's models.
@@ -7,12 +8,14 @@ run in a process, so these tests start new processes rather than reuse the test'
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
-from app_process import ROOT, accepted_answers, copy_writable, run_app, seeds_dir, unexpected_tracebacks
+from app_process import ROOT, accepted_answers, cli_env, copy_writable, run_app, seeds_dir, unexpected_tracebacks
 
 pytestmark = pytest.mark.slow
 
@@ -161,3 +164,88 @@ def test_model_cache_keeps_the_new_file_and_the_most_recently_used_of_its_kind(t
     prune_cache(new, tmp_path.glob("reader-none-*.onnx"))
     assert sorted(tmp_path.iterdir()) == sorted([new, graphs[4], graphs[0], other_kind])
     assert CACHE_ENTRIES_KEPT == 3
+
+
+# ----------------------------------------------------------------------------- start-up errors
+
+#: The longest a start-up error may take to be reported (measured: well under a second).
+FAIL_FAST_S = 15.0
+
+
+def _start(command: list[str], tmp_path: Path, *args: str, env: dict[str, str] | None = None,
+           corpus: Path | None = None, index: Path | None = None) -> tuple[subprocess.CompletedProcess, float]:
+    """Run an entry point over the seed corpus (unless told otherwise) and time it."""
+    corpus = corpus or copy_writable(seeds_dir(), tmp_path / "seeds")
+    index = index or tmp_path / "index"
+    started = time.monotonic()
+    done = subprocess.run([*command, "--corpus-dir", str(corpus), "--index-dir", str(index), *args], cwd=ROOT,
+                          env=cli_env(env), capture_output=True, text=True, timeout=120)
+    return done, time.monotonic() - started
+
+
+@pytest.mark.parametrize("command", [["app.py"], ["-m", "qa.cli", "serve"]], ids=["app.py", "qa serve"])
+def test_a_busy_port_is_one_line_and_status_2_before_any_model_loads(command: list[str], tmp_path: Path) -> None:
+    with socket.socket() as other_server:
+        other_server.bind(("127.0.0.1", 0))
+        other_server.listen()
+        port = other_server.getsockname()[1]
+        done, seconds = _start([sys.executable, *command], tmp_path, "--port", str(port))
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr.splitlines() == [
+        f"error: 127.0.0.1:{port} is already in use (is the chat already running?): stop that server, "
+        f"or choose another port with QA_PORT or --port (e.g. --port {port + 1})"
+    ]
+    assert done.stdout == ""
+    assert seconds < FAIL_FAST_S
+    assert not (tmp_path / "index").exists()  # nothing was indexed
+
+
+#: (what is wrong, environment, arguments, where the corpus and index are, the one line expected)
+USER_ERRORS = {
+    "bad value": ({"QA_TOP_K": "five"}, [], "seeds", "index", "error: QA_TOP_K='five' is not a valid int"),
+    "bad log level": ({"QA_LOG_LEVEL": "loud"}, [], "seeds", "index",
+                      "error: QA_LOG_LEVEL='loud' is not a log level: use DEBUG, INFO, WARNING or ERROR"),
+    "bad port": ({}, ["--port", "70000"], "seeds", "index",
+                 "error: QA_PORT=70000 is not a port: choose one from 1 to 65535 with QA_PORT or --port"),
+    "bad login": ({"QA_AUTH": "nopassword"}, [], "seeds", "index", 'error: QA_AUTH must look like "user:password"'),
+    "corpus missing": ({}, [], "nowhere", "index",
+                       "error: the corpus folder {tmp}/nowhere does not exist: create it and add documents, "
+                       "or point QA_CORPUS_DIR or --corpus-dir at a folder of documents"),
+    "corpus is a file": ({}, [], "notes.txt", "index",
+                         "error: the corpus folder {tmp}/notes.txt is not a folder: "
+                         "point QA_CORPUS_DIR or --corpus-dir at a folder of documents"),
+    "index cannot be created": ({}, [], "seeds", "notes.txt/index",
+                                "error: the index folder {tmp}/notes.txt/index cannot be created: {tmp}/notes.txt "
+                                "is a file: choose another with QA_INDEX_DIR or --index-dir"),
+}
+
+
+@pytest.mark.parametrize("case", list(USER_ERRORS))
+def test_a_start_up_error_a_user_can_fix_is_one_line_and_status_2(case: str, tmp_path: Path) -> None:
+    env, args, corpus, index, expected = USER_ERRORS[case]
+    copy_writable(seeds_dir(), tmp_path / "seeds")
+    (tmp_path / "notes.txt").write_text("not a folder", encoding="utf-8")
+    done, seconds = _start([sys.executable, "app.py"], tmp_path, *args, env=env, corpus=tmp_path / corpus,
+                           index=tmp_path / index)
+    assert (done.returncode, done.stderr.splitlines()) == (2, [expected.format(tmp=tmp_path)]), done.stderr[-3000:]
+    assert done.stdout == ""
+    assert seconds < FAIL_FAST_S
+
+
+def test_a_failed_launch_after_indexing_began_exits_2_without_an_abort(tmp_path: Path) -> None:
+    """The error path after models started loading: the address passes the check (127.0.0.2 is
+    free) but Gradio also probes 127.0.0.1, where the port is taken, and refuses to launch. The
+    indexing thread must be stopped before the exit, or the interpreter aborts ("terminate
+    called without an active exception", status 134)."""
+    with socket.socket() as other_server:
+        other_server.bind(("127.0.0.1", 0))
+        other_server.listen()
+        port = other_server.getsockname()[1]
+        done, _ = _start([sys.executable, "app.py"], tmp_path, "--host", "127.0.0.2", "--port", str(port),
+                         env={"PYTHONUNBUFFERED": "1"})
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr.splitlines()[-1] == (
+        f"error: cannot listen on 127.0.0.2:{port}: the port is in use on this machine; "
+        "stop what uses it, or choose another port with QA_PORT or --port")
+    assert "Loading models" in done.stderr  # the failure came after indexing had started
+    assert "terminate called" not in done.stderr and unexpected_tracebacks(done.stderr) == [], done.stderr[-3000:]

@@ -56,3 +56,12 @@ def test_ask_finds_the_interviewer(client, web_server) -> None:
 def test_ask_rejects_an_empty_question_with_a_message(client) -> None:
     with pytest.raises(Exception, match="empty"):
         client.predict("   ", 5, -1, api_name="/ask")
+
+
+def test_ask_takes_either_shipped_reader_and_refuses_others(client, web_server) -> None:
+    """`reader` picks the shipped reader per call; both find the interviewer in the seed article."""
+    for reader in ("fast", "accurate"):
+        result = client.predict("Who interviewed Zelensky?", 5, -1, reader, api_name="/ask")
+        assert result["text"] in accepted_answers("Who interviewed Zelensky?"), (reader, result)
+    with pytest.raises(Exception, match="not a shipped reader"):
+        client.predict("Who interviewed Zelensky?", 5, -1, "huge", api_name="/ask")

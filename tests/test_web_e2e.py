@@ -25,6 +25,8 @@ if not CHROMIUM.exists():
 
 from playwright.sync_api import Locator, Page, expect, sync_playwright  # noqa: E402
 
+from qa.config import DEFAULT_READER, SHIPPED_READERS  # noqa: E402
+
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -192,3 +194,24 @@ def test_bad_questions_get_a_friendly_message(page: Page, tmp_path: Path) -> Non
     reply = ask(page, "Who interviewed Zelensky?")
     expect(reply.locator(".qa-error")).to_have_count(0)
     Shots(page, tmp_path).take("after_error")
+
+
+def test_the_reader_can_be_switched_in_the_settings(page: Page, tmp_path: Path) -> None:
+    """Settings offer both shipped readers; switching moves the threshold slider to that reader's
+    own calibrated threshold and the next answer comes from it."""
+    shots = Shots(page, tmp_path)
+    expect(page.locator("#qa-status")).to_contain_text("Ready", timeout=ANSWER_TIMEOUT_MS)
+    page.get_by_text("Settings", exact=True).click()
+    choice = page.locator("#qa-reader")
+    expect(choice).to_be_visible()
+    other = next(name for name in SHIPPED_READERS if name != DEFAULT_READER)
+    expect(choice.get_by_label(DEFAULT_READER)).to_be_checked()
+    threshold = page.get_by_label("Confidence threshold").first
+    before = threshold.input_value()
+    choice.get_by_label(other).check()
+    expect(threshold).not_to_have_value(before, timeout=ANSWER_TIMEOUT_MS)
+    shots.take(f"{other}_reader")
+    reply = ask(page, "Who interviewed Zelensky?")
+    expect(reply.locator(".qa-answer")).to_contain_text("Stuart Ramsay")
+    choice.get_by_label(DEFAULT_READER).check()
+    expect(threshold).to_have_value(before, timeout=ANSWER_TIMEOUT_MS)

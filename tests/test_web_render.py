@@ -215,8 +215,9 @@ class StubEngine:
     def ensure_index(self):
         return None
 
-    def answer(self, question, top_k=None, threshold=None, history=None):
-        self.calls.append({"question": question, "top_k": top_k, "threshold": threshold, "history": history})
+    def answer(self, question, top_k=None, threshold=None, history=None, reader=None):
+        self.calls.append({"question": question, "top_k": top_k, "threshold": threshold, "history": history,
+                           "reader": reader})
         if not question.strip():
             raise ValueError("the question is empty: type a question about your documents")
         if question == "boom":
@@ -243,12 +244,12 @@ def _backend(tmp_path):
 def test_reply_passes_earlier_questions_as_history(tmp_path) -> None:
     backend = _backend(tmp_path)
     messages, asked = web.reply(backend, "Who interviewed Zelensky?", [], [], 5, 0.4)
-    messages, asked = web.reply(backend, "Which channel does he work for?", messages, asked, 7, 0.2)
+    messages, asked = web.reply(backend, "Which channel does he work for?", messages, asked, 7, 0.2, "fast")
     calls = backend.engine.calls
-    assert calls[0]["history"] is None
+    assert calls[0]["history"] is None and calls[0]["reader"] is None
     assert calls[1] == {
         "question": "Which channel does he work for?", "top_k": 7, "threshold": 0.2,
-        "history": [Turn("Who interviewed Zelensky?", "Sky News")],
+        "history": [Turn("Who interviewed Zelensky?", "Sky News")], "reader": "fast",
     }
     assert asked == [["Who interviewed Zelensky?", "Sky News"], ["Which channel does he work for?", "Sky News"]]
     assert [m["role"] for m in messages] == ["assistant", "assistant"]

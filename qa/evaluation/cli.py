@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from qa.config import DEFAULT_READER, SHIPPED_READERS
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threshold-file", default="", help=argparse.SUPPRESS)
     parser.add_argument("--threshold", type=float, help="abstention threshold to evaluate at (default: the shipped one)")
     parser.add_argument("--top-k", type=int, metavar="K", help="passages handed to the reader")
+    parser.add_argument("--reader", choices=tuple(SHIPPED_READERS),
+                        help=f"shipped reader to evaluate (default: settings / QA_READER, {DEFAULT_READER})")
     parser.add_argument("--fail-under-f1", type=float, metavar="X", help="exit with status 1 when overall F1 < X")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
@@ -51,6 +54,7 @@ def eval_command(
     threshold: float | None = None,
     threshold_file: str = "",
     progress: bool = True,
+    reader: str | None = None,
 ) -> int:
     """Run an evaluation, print it, optionally save a tuned threshold; returns the exit status."""
     from qa.config import Settings
@@ -64,7 +68,12 @@ def eval_command(
     if target_precision is not None and not 0.0 <= target_precision <= 1.0:
         logger.error("--target-precision must be between 0 and 1, got %s", target_precision)
         return 2
-    settings = Settings.load(index_dir=index_dir, corpus_dir=corpus_dir, top_k=top_k, threshold=threshold)
+    try:
+        settings = Settings.load(index_dir=index_dir, corpus_dir=corpus_dir, top_k=top_k, threshold=threshold,
+                                 reader=reader)
+    except ValueError as exc:
+        logger.error("%s", exc)
+        return 2
     tune = tune_threshold or save_threshold or target_precision is not None
     try:
         report = run_eval(file, settings, reader_only=reader_only, out_dir=out, progress=progress,
@@ -76,7 +85,8 @@ def eval_command(
     if save_threshold and report.tuned is not None:
         from rich.console import Console
 
-        saved = write_threshold(report.tuned, report.dataset, threshold_file or settings.threshold_path)
+        saved = write_threshold(report.tuned, report.dataset, threshold_file or settings.threshold_path,
+                                settings.reader_name)
         Console().print(f"Saved threshold {report.tuned.threshold:.4f} to {saved}; "
                         f"use it now with: [bold]export QA_THRESHOLD={report.tuned.threshold:.4f}[/]")
     if fail_under_f1 is not None and (report.summary.f1 or 0.0) < fail_under_f1:
@@ -107,4 +117,5 @@ def main(argv: list[str] | None = None) -> int:
         threshold=args.threshold,
         threshold_file=args.threshold_file,
         progress=not args.no_progress,
+        reader=args.reader,
     )

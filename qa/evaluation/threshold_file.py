@@ -17,12 +17,13 @@ logger = logging.getLogger(__name__)
 
 
 
-def write_threshold(choice: ThresholdChoice, dataset: str, path: str | Path) -> Path:
-    """Write the choice with its provenance (set, objective, what it achieved there)."""
+def write_threshold(choice: ThresholdChoice, dataset: str, path: str | Path, reader: str) -> Path:
+    """Write the choice with its provenance (reader, set, objective, what it achieved there)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "threshold": round(choice.threshold, 6),
+        "reader": reader,
         "objective": choice.objective,
         "target_precision": choice.target_precision,
         "reached": choice.reached,

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from qa.config import SHIPPED_READER_DIR
+from qa.config import DEFAULT_READER, SHIPPED_READERS
 from qa.logs import configure_logging
 from qa.metrics import best_over_golds, exact_match, f1_score
 from qa.training.data import QAExample, load_squad
@@ -201,7 +201,7 @@ def summarise(predictions: list[ReaderPrediction], probabilities: np.ndarray, th
 
 
 def calibrate(reader_name: str, holdout: list[QAExample], dev: list[QAExample], out: Path, work: Path,
-              max_questions: int = 1500, seed: int = 13) -> dict:
+              max_questions: int = 1500, seed: int = 13, shipped: str = DEFAULT_READER) -> dict:
     """Fit on answer()-like conditions, report them and gold-paragraph reading; write `calibration.json`."""
     from qa.config import Settings
     from qa.pipeline import Engine
@@ -210,7 +210,7 @@ def calibrate(reader_name: str, holdout: list[QAExample], dev: list[QAExample], 
     questions, documents = write_corpus(holdout, work / "corpus")
     questions = random.Random(seed).sample(questions, min(max_questions, len(questions)))
     engine = Engine(Settings.load(corpus_dir=str(work / "corpus"), index_dir=str(work / "index"),
-                                  reader_model=reader_name, threshold=-1.0))
+                                  reader_model=reader_name, reader=shipped, threshold=-1.0))
     index_report = engine.ensure_index(progress=True)
     in_corpus = predict_in_corpus(engine, questions)
     margins = np.array([p.margin for p in in_corpus])
@@ -258,8 +258,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--holdout", type=Path, required=True, help="holdout.jsonl written by training")
     parser.add_argument("--data", type=Path, required=True, help="folder with dev/nq_qed_dev.json.gz")
-    parser.add_argument("--reader", default="", help="reader to calibrate (default: the shipped one)")
-    parser.add_argument("--out", type=Path, default=SHIPPED_READER_DIR)
+    parser.add_argument("--reader", default="", help="reader model folder to calibrate (default: a shipped one)")
+    parser.add_argument("--shipped", choices=tuple(SHIPPED_READERS), default=DEFAULT_READER,
+                        help="the shipped reader to calibrate when --reader is not given")
+    parser.add_argument("--out", type=Path, default=None, help="where calibration.json goes (default: that reader's folder)")
     parser.add_argument("--work", type=Path, default=None, help="folder for the calibration corpus and index")
     parser.add_argument("--questions", type=int, default=1500, help="held-out questions asked")
     parser.add_argument("--dev-limit", type=int, default=0)
@@ -269,8 +271,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.dev_limit:
         dev = dev[: args.dev_limit]
     with tempfile.TemporaryDirectory() as tmp:
-        report = calibrate(args.reader, load_holdout(args.holdout), dev, args.out, args.work or Path(tmp),
-                           args.questions)
+        report = calibrate(args.reader, load_holdout(args.holdout), dev, args.out or SHIPPED_READERS[args.shipped],
+                           args.work or Path(tmp), args.questions, shipped=args.shipped)
     logger.info("calibration: %s", json.dumps(report, indent=1))
 
 

