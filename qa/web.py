@@ -561,7 +561,7 @@ def build_app(settings: Settings, engine: Engine | None = None) -> gr.Blocks:
                         remove = gr.Button(
                             "Remove", variant="stop", size="sm", scale=1, min_width=80, elem_id="qa-remove-button"
                         )
-                with gr.Accordion("Settings", open=False):
+                with gr.Accordion("Settings", open=False, elem_id="qa-settings"):
                     top_k = gr.Slider(
                         1, 20, value=settings.top_k, step=1, label="Passages read per question",
                         info="More passages: better recall, slower answers.",

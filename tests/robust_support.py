@@ -173,14 +173,16 @@ class WebError(Exception):
     """The app answered a request with an error event; the message is the app's."""
 
 
-def ask_raw(url: str, question: str, top_k: int = 5, threshold: float = -1.0, timeout: float = 300) -> dict:
-    """Call /ask over Gradio's REST API with plain JSON, as a browser or curl would.
+def ask_raw(url: str, question: str, top_k: int = 5, threshold: float = -1.0, timeout: float = 300,
+            reader: str = "") -> dict:
+    """Call /ask over Gradio's REST API with plain JSON, as a browser or curl would (every input
+    given: the REST API, unlike gradio_client, does not fill in defaults).
 
     Unlike gradio_client, this can send strings that UTF-8 cannot encode (lone surrogates),
     escaped as JSON "\\ud800" is.
     """
     endpoint = f"{url}/gradio_api/call/ask"
-    body = json.dumps({"data": [question, top_k, threshold]}).encode("ascii")
+    body = json.dumps({"data": [question, top_k, threshold, reader]}).encode("ascii")
     request = urllib.request.Request(endpoint, body, {"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=timeout) as response:
         event_id = json.loads(response.read())["event_id"]

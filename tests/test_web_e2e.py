@@ -201,7 +201,7 @@ def test_the_reader_can_be_switched_in_the_settings(page: Page, tmp_path: Path) 
     own calibrated threshold and the next answer comes from it."""
     shots = Shots(page, tmp_path)
     expect(page.locator("#qa-status")).to_contain_text("Ready", timeout=ANSWER_TIMEOUT_MS)
-    page.get_by_text("Settings", exact=True).click()
+    page.locator("#qa-settings").get_by_text("Settings", exact=True).click()
     choice = page.locator("#qa-reader")
     expect(choice).to_be_visible()
     other = next(name for name in SHIPPED_READERS if name != DEFAULT_READER)
