@@ -25,6 +25,12 @@ SHIPPED_READERS = {
 DEFAULT_READER = "fast"
 
 
+
+def reader_dir_for_base(base: str) -> Path:
+    """Where a reader trained on `base` ships: MiniLM runs are the fast reader, MPNet (or any
+    other base) runs the accurate one."""
+    return SHIPPED_READERS["fast" if base == "minilm" else "accurate"]
+
 @dataclass(frozen=True)
 class Settings:
     """Runtime configuration; build with `Settings.load(**overrides)`."""

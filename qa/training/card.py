@@ -7,7 +7,7 @@ import json
 import shlex
 from pathlib import Path
 
-from qa.config import SHIPPED_READERS
+from qa.config import reader_dir_for_base
 from qa.training.data import HARD_NEGATIVE_RATE, source_weights
 
 #: What the card says of each base encoder: the reader's name, the base, and how the shipped
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     run = run_arguments(args.command)
     base = BASES[run.base]
-    args.out = args.out or SHIPPED_READERS["fast" if run.base == "minilm" else "accurate"]
+    args.out = args.out or reader_dir_for_base(run.base)
     report = json.loads((args.out / "calibration.json").read_text())
     notes = args.notes.read_text(encoding="utf-8").strip() if args.notes else ""
     trained = (f"LoRA rank {run.lora_rank} (scale {(run.lora_alpha or 2 * run.lora_rank) / run.lora_rank:g}) on every "

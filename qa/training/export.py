@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from qa.config import DEFAULT_READER, SHIPPED_READERS
+from qa.config import reader_dir_for_base
 from qa.logs import configure_logging
 from qa.training.train import PEFT_PREFIX
 
@@ -73,8 +73,9 @@ def lora_tensors(model) -> tuple[dict[str, torch.Tensor], float]:
     return tensors, scales.pop()
 
 
-def export_reader(model, out: Path = SHIPPED_READERS[DEFAULT_READER], base: str = "minilm") -> dict[str, int]:
-    """Write config, fp16 delta weights and checksums into `out`; returns file sizes in bytes."""
+def export_reader(model, out: Path | None = None, base: str = "minilm") -> dict[str, int]:
+    """Write config, fp16 delta weights and checksums into `out` (default: the shipped reader of
+    `base`); returns file sizes in bytes."""
     from safetensors.torch import save_file
 
     if hasattr(model, "peft_config"):
@@ -87,6 +88,7 @@ def export_reader(model, out: Path = SHIPPED_READERS[DEFAULT_READER], base: str 
                    if tensor.data_ptr() != frozen and "position_ids" not in name}
         metadata = {"format": "qa-reader-delta-v1", "base": base}
         plain = model
+    out = out or reader_dir_for_base(base)
     out.mkdir(parents=True, exist_ok=True)
     delta = {name: tensor.detach().to(torch.float16).contiguous() for name, tensor in tensors.items()}
     save_file(delta, str(out / "delta.safetensors"), metadata=metadata)
@@ -111,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     configure_logging("INFO", timestamps=True)
     base = run_settings(args.source)["base"]
-    out = args.out or SHIPPED_READERS["fast" if base == "minilm" else "accurate"]
+    out = args.out or reader_dir_for_base(base)
     sizes = export_reader(load_trained(args.source), out, base)
     logger.info("wrote %s: %s", out, sizes)
 
