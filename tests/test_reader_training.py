@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -200,3 +203,20 @@ def test_lora_training_on_mpnet_exports_a_small_delta_that_loads_as_the_trained_
     assert trainable_count(resumed) == (trainable, total)
     with pytest.raises(SystemExit, match="--lora-alpha"):
         build_model(base, str(tmp_path / "reader"), 0.0, lora_rank=4, lora_alpha=4)
+
+
+def test_learning_curve_of_a_continued_run_goes_on_from_the_earlier_run(tmp_path) -> None:
+    from qa.training.card import curve_points, curve_rows
+
+    def run(name: str, *points: tuple[int, float]) -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        lines = [json.dumps({"step": step, "windows": step * 16, "dev": {"em": f1 - 15, "f1": f1, "n": 200},
+                             "holdout": {"f1": f1 + 1, "null_acc": 80.0}}) for step, f1 in points]
+        (folder / "curve.jsonl").write_text("\n".join(lines) + "\n")
+        return folder
+
+    first, second = run("first", (125, 51.6), (250, 59.7)), run("second", (130, 63.0), (260, 66.5))
+    rows = curve_rows(curve_points([first, second])).splitlines()
+    assert rows == ["| 125 | 2,000 | 36.6 | 51.6 | 52.6 | 80.0 |", "| 250 | 4,000 | 44.7 | 59.7 | 60.7 | 80.0 |",
+                    "| 380 | 6,080 | 48.0 | 63.0 | 64.0 | 80.0 |", "| 510 | 8,160 | 51.5 | 66.5 | 67.5 | 80.0 |"]

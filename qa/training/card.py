@@ -114,21 +114,34 @@ margins, so domains far from the training mix may need a threshold tuned with
 """
 
 
-def curve_rows(run: Path) -> str:
-    """The learning curve table rows from a run's curve.jsonl."""
+def curve_points(runs: list[Path]) -> list[dict]:
+    """Learning-curve points of one or more runs, each continuing the one before it.
+
+    A run started from an earlier run's reader (`--init accurate`) counts its steps from zero;
+    here its steps and windows go on from where the earlier run's last point ended.
+    """
+    points: list[dict] = []
+    for run in runs:
+        step_offset, window_offset = (points[-1]["step"], points[-1]["windows"]) if points else (0, 0)
+        for line in (run / "curve.jsonl").read_text().splitlines():
+            point = json.loads(line)
+            points.append({**point, "step": point["step"] + step_offset, "windows": point["windows"] + window_offset})
+    return points
+
+
+def curve_rows(points: list[dict]) -> str:
+    """The learning curve table rows."""
     rows = []
-    for line in (run / "curve.jsonl").read_text().splitlines():
-        point = json.loads(line)
+    for point in points:
         dev, held = point["dev"], point["holdout"]
         rows.append(f"| {point['step']:,} | {point['windows']:,} | {dev['em']:.1f} | {dev['f1']:.1f} | "
                     f"{held['f1']:.1f} | {held.get('null_acc', float('nan')):.1f} |")
     return "\n".join(rows)
 
 
-def curve_size(run: Path) -> int:
+def curve_size(points: list[dict]) -> int:
     """How many dev questions each learning-curve point scored (runs before sizes were logged: 400)."""
-    first = (run / "curve.jsonl").read_text().splitlines()[0]
-    return json.loads(first)["dev"].get("n", 400)
+    return points[0]["dev"].get("n", 400)
 
 
 def run_arguments(command: str) -> argparse.Namespace:
@@ -143,7 +156,9 @@ def run_arguments(command: str) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=None, help="the reader folder (default: the shipped reader of the run's base)")
-    parser.add_argument("--run", type=Path, required=True, help="the training folder (curve.jsonl)")
+    parser.add_argument("--run", type=Path, required=True, action="append",
+                        help="the training folder (curve.jsonl); repeat it, oldest first, for runs that continued "
+                             "one another")
     parser.add_argument("--command", required=True,
                         help="the training command, for the Training section (its --lr, --warmup, --weight fill the card)")
     parser.add_argument("--steps", type=int, required=True)
@@ -166,6 +181,7 @@ def main(argv: list[str] | None = None) -> None:
     notes = args.notes.read_text(encoding="utf-8").strip() if args.notes else ""
     trained = (f"LoRA rank {run.lora_rank} (scale {(run.lora_alpha or 2 * run.lora_rank) / run.lora_rank:g}) on every "
                "linear layer; LayerNorms and span head trained whole" if run.lora_rank else "Every weight trained")
+    points = curve_points(args.run)
     like, gold, dev = report["answer_like"], report["gold_paragraph"], report["dev"]
     card = TEMPLATE.format(
         name=base["name"], base=base["base"], delta=base["delta"], architecture=base["architecture"],
@@ -178,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
         command=f"`{args.command}`", steps=args.steps, seen=f"{args.steps * run.batch_size:,}", passes=args.passes,
         rate=args.rate, hours=args.hours, history=f"{args.history.strip()}\n" if args.history.strip() else "",
         averaging=f"\n{args.averaging.strip()}\n" if args.averaging.strip() else "",
-        curve=curve_rows(args.run), curve_n=curve_size(args.run),
+        curve=curve_rows(points), curve_n=curve_size(points),
         precision_trained="bf16 autocast with fp32 master weights" if run.bf16 else "fp32 throughout",
         dev_n=dev["questions"], dev_em=dev["em"], dev_f1=dev["f1"],
         dev_f1_t=dev["f1_at_threshold"], documents=like["documents"], passages=like["passages"],

@@ -323,6 +323,7 @@ def train(args: argparse.Namespace) -> Path:
     while total_steps > len(schedule):
         passes += 1
         schedule = pass_schedule(windows, examples, passes, args.batch_size, args.seed, weights)
+    passes_run = total_steps / (len(schedule) / passes)  # --max-steps may end mid-pass
     schedule = schedule[:total_steps]
 
     params = [p for p in model.parameters() if p.requires_grad]
@@ -345,7 +346,7 @@ def train(args: argparse.Namespace) -> Path:
         logger.info("resumed from step %d/%d", step, total_steps)
 
     logger.info("training: %d windows, %d steps of %d (%.2f passes), lr %g, bf16 %s, attention dropout %g, %s",
-                len(windows), total_steps, args.batch_size, args.epochs, args.lr, args.bf16, args.attention_dropout,
+                len(windows), total_steps, args.batch_size, passes_run, args.lr, args.bf16, args.attention_dropout,
                 device)
     model.train()
     losses: list[float] = []
