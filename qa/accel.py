@@ -122,7 +122,6 @@ class OnnxModel:
         import torch
 
         self.kind = kind
-        self.input_names = ["input_ids", "attention_mask", "token_type_ids"]
         cache = Path(cache_dir) if cache_dir else default_cache_dir()
         key = hashlib.sha1(
             f"{_weights_digest(model)}|{kind}|{quantize}|{EXPORT_VERSION}|{ort.__version__}|{torch.__version__}".encode()
@@ -144,6 +143,8 @@ class OnnxModel:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         self.output_names = [o.name for o in self.session.get_outputs()]
+        # The graph keeps only the inputs the model uses: MPNet has no token-type ids.
+        self.input_names = [i.name for i in self.session.get_inputs()]
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         ids = inputs["input_ids"]

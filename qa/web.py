@@ -573,8 +573,8 @@ def build_app(settings: Settings, engine: Engine | None = None) -> gr.Blocks:
                     )
                     reader_choice = gr.Radio(
                         list(READER_CHOICES), value=settings.reader, label="Reader", elem_id="qa-reader",
-                        info=("fast: MiniLM, about 50 ms a question. accurate: MPNet, about 5x the reading "
-                              "time, still in training. Switching loads the other reader once."),
+                        info=("accurate: MPNet, the better answers. fast: MiniLM, about a fifth of the reading "
+                              "time. Switching loads the other reader once."),
                         visible=not settings.reader_model,
                     )
         timer = gr.Timer(1.5)

@@ -95,7 +95,7 @@ def test_read_alone_finds_an_answer_in_the_last_sentence_of_a_long_text(engine: 
 #: with the answers a person would accept.
 EVERYDAY = [
     ("When does the bakery open?", "The bakery opens at seven.", {"seven", "at seven"}),
-    ("How much does a ticket cost?", "Tickets for the school concert cost 12 euros each.", {"12 euros"}),
+    ("How much does a ticket cost?", "Tickets for the school concert cost 12 euros each.", {"12 euros", "12 euros each"}),
     ("Where is the meeting?", "The meeting is in room 4B on the second floor.",
      {"room 4B", "room 4B on the second floor", "in room 4B"}),
     ("Who is bringing the cake?", "Anna is bringing the cake on Saturday.", {"Anna"}),
