@@ -59,7 +59,8 @@ RESULT_MARK = "@@RESULT@@ "
 #: Each configuration is the environment a user would set. `default` is what an unconfigured
 #: install runs (bf16 where the CPU has it, adaptive reading, the default reader); `accurate` and
 #: `fast` the same with that reader; `torch-fp32` the fast reader's path before bf16 and adaptive
-#: reading.
+#: reading; `accurate-*-int8` the accurate reader with its linear layers in int8 (adaptive reading
+#: kept), as a user who trades some accuracy for speed would set it.
 CONFIGS = {
     "default": {},
     "accurate": {"QA_READER": "accurate"},
@@ -71,6 +72,8 @@ CONFIGS = {
     "torch-int8": {"QA_READER": "fast", "QA_BACKEND": "torch", "QA_QUANTIZE": "int8", "QA_READ_FIRST": "0"},
     "onnx-fp32": {"QA_READER": "fast", "QA_BACKEND": "onnx", "QA_QUANTIZE": "none", "QA_READ_FIRST": "0"},
     "onnx-int8": {"QA_READER": "fast", "QA_BACKEND": "onnx", "QA_QUANTIZE": "int8", "QA_READ_FIRST": "0"},
+    "accurate-torch-int8": {"QA_READER": "accurate", "QA_BACKEND": "torch", "QA_QUANTIZE": "int8"},
+    "accurate-onnx-int8": {"QA_READER": "accurate", "QA_BACKEND": "onnx", "QA_QUANTIZE": "int8"},
 }
 _QA_ENV = tuple(f"QA_{name}" for name in ("READER", "BACKEND", "QUANTIZE", "PRECISION", "READ_FIRST"))
 
