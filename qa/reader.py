@@ -21,7 +21,7 @@ import numpy as np
 
 from qa import accel, models
 from qa.config import DEFAULT_READER, SHIPPED_READERS
-from qa.spans import best_span
+from qa.spans import best_span, complete_noun_phrase
 
 logger = logging.getLogger(__name__)
 
@@ -266,7 +266,11 @@ class Reader:
         return question[: enc["offset_mapping"][MAX_QUESTION_TOKENS - 1][1]]
 
     def read(self, question: str, texts: list[str]) -> list[SpanResult]:
-        """Best span per text (texts without any context token are left out), best first."""
+        """Best span per text (texts without any context token are left out), best first.
+
+        A span that stops just before the noun a "what X" question names ("hot" where the text
+        says "hot phase") is widened over it: see `complete_noun_phrase`.
+        """
         texts_idx = [i for i, t in enumerate(texts) if t.strip()]
         if not texts_idx:
             return []
@@ -293,7 +297,8 @@ class Reader:
             if sample not in best or margin > best[sample][2]:
                 best[sample] = (span.start_char, span.end_char, margin)
         results = [
-            SpanResult(texts_idx[s], start, end, margin, self.calibration.probability(margin))
+            SpanResult(texts_idx[s], start, complete_noun_phrase(question, texts[texts_idx[s]], start, end), margin,
+                       self.calibration.probability(margin))
             for s, (start, end, margin) in best.items()
         ]
         return sorted(results, key=lambda r: -r.margin)

@@ -6,6 +6,7 @@ score answers the same way.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,3 +57,54 @@ def best_span(
         end_char=int(offsets[end_token][1]),
         logit=float(scores[i, j]),
     )
+
+
+#: Words that end the noun after "what" / "which" in a question ("what phase *of* ...", "which borders *must* ...").
+_AUXILIARIES = frozenset(
+    "is are was were be been am do does did has have had will would can could should shall may might must "
+    "of in on at for to from with by about".split()
+)
+_GENERIC_NOUNS = frozenset("kind type sort one ones thing things part".split())
+_WORD = re.compile(r"[^\W_][\w'’-]*")
+
+
+def _noun_key(word: str) -> str:
+    word = word.lower().replace("’", "'")
+    word = word[:-2] if word.endswith("'s") else word
+    return word[:-1] if len(word) > 3 and word.endswith("s") else word
+
+
+def question_nouns(question: str) -> frozenset[str]:
+    """The noun a "what X" / "which X" question asks for ("What phase of the war ..." -> phase).
+
+    Only words between the question word and an auxiliary or preposition count, so "What caused
+    the fire" (a verb follows "what") gives nothing.
+    """
+    words = _WORD.findall(question)
+    for i, word in enumerate(words):
+        if word.lower() not in ("what", "which", "whose"):
+            continue
+        nouns = []
+        for following in words[i + 1 : i + 4]:
+            if following.lower() in _AUXILIARIES:
+                if nouns and nouns[-1].lower() not in _GENERIC_NOUNS:
+                    return frozenset(_noun_key(n) for n in nouns)
+                break
+            nouns.append(following)
+    return frozenset()
+
+
+def complete_noun_phrase(question: str, text: str, start: int, end: int) -> int:
+    """The end of the span widened over the question's noun when the text goes on with it.
+
+    Readers trained on SQuAD learn to leave out the noun the question already names ("What phase
+    of the war ...?" -> "hot", where the text says "hot phase"); people expect the whole phrase.
+    """
+    nouns = question_nouns(question)
+    while nouns and start < end:
+        following = re.match(r"[ \t]+([^\W_][\w'’-]*)", text[end:])
+        if following is None or _noun_key(following.group(1)) not in nouns:
+            break
+        end += following.end()
+        nouns = nouns - {_noun_key(following.group(1))}
+    return end

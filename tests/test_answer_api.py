@@ -56,6 +56,19 @@ def test_follow_up_reads_the_question_with_its_pronoun_resolved(engine: Engine) 
     assert bare.read_as == ""
 
 
+@pytest.mark.parametrize(
+    ("question", "noun_phrase"),
+    [("What phase of the war does Zelenskyy want to stop?", "hot phase"),
+     ("What landscape is Zelenskyy navigating?", "diplomatic landscape")],
+)
+def test_answers_keep_the_noun_the_question_asks_for(engine: Engine, question: str, noun_phrase: str) -> None:
+    """The reader alone answers "hot" and "diplomatic" here: half an answer."""
+    result = engine.answer(question)
+    assert noun_phrase in result.text, (result.text, result.score)
+    text = SEED.read_text(encoding="utf-8")
+    assert text[result.start : result.end] == result.text
+
+
 def test_questions_the_article_cannot_answer_abstain(engine: Engine) -> None:
     for question in ("What is the boiling point of water at sea level?", "Who won the 1998 football World Cup?"):
         result = engine.answer(question)

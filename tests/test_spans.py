@@ -1,0 +1,63 @@
+"""Answer spans end on the noun a "what X" / "which X" question asks for."""
+
+from __future__ import annotations
+
+import pytest
+
+from qa.spans import complete_noun_phrase, question_nouns
+
+
+@pytest.mark.parametrize(
+    ("question", "nouns"),
+    [
+        ("What phase of the war does Zelenskyy want to stop?", {"phase"}),
+        ("Which borders must the alliance recognize?", {"border"}),
+        ("What security shield does Kyiv want?", {"security", "shield"}),
+        ("whose house was it?", {"house"}),
+        # a verb, an auxiliary or a generic word after "what": nothing to complete
+        ("What caused the fire?", set()),
+        ("What is the capital of Peru?", set()),
+        ("What kind of partnership is needed?", set()),
+        ("Who won the election?", set()),
+    ],
+)
+def test_question_nouns(question: str, nouns: set[str]) -> None:
+    assert question_nouns(question) == nouns
+
+
+def _complete(question: str, text: str, span: str) -> str:
+    start = text.index(span)
+    return text[start : complete_noun_phrase(question, text, start, start + len(span))]
+
+
+def test_the_span_takes_in_the_noun_the_question_names() -> None:
+    text = "He wants to stop the hot phase of the war quickly."
+    assert _complete("What phase of the war does he want to stop?", text, "hot") == "hot phase"
+
+
+def test_plural_possessive_and_curly_apostrophes_match() -> None:
+    text = "NATO must recognise Ukraine’s internationally accepted borders."
+    assert _complete("Which border must NATO recognise?", text, "Ukraine’s internationally accepted") == (
+        "Ukraine’s internationally accepted borders")
+
+
+def test_several_question_nouns_are_taken_in_order() -> None:
+    text = "Kyiv wants a NATO security shield over the land it holds."
+    assert _complete("What security shield does Kyiv want?", text, "a NATO") == "a NATO security shield"
+
+
+@pytest.mark.parametrize(
+    ("question", "text", "span"),
+    [
+        # the noun is already inside the span
+        ("What phase of the war does he want to stop?", "He wants to stop the hot phase now.", "hot phase"),
+        # the next word is not the question's noun
+        ("What phase of the war does he want to stop?", "He wants to stop the hot war now.", "hot"),
+        # the noun is on the next line: a heading or list item, not the same phrase
+        ("What landscape is he navigating?", "the diplomatic\nlandscape", "diplomatic"),
+        # no "what X" noun at all
+        ("What caused the fire?", "The short circuit caused the fire.", "The short circuit"),
+    ],
+)
+def test_other_spans_are_left_alone(question: str, text: str, span: str) -> None:
+    assert _complete(question, text, span) == span
