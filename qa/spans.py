@@ -1,7 +1,8 @@
 """Pick the best answer span from start/end logits of one tokenised window.
 
 Shared by the reader at inference time and by training-time evaluation, so both
-score answers the same way.
+score answers the same way. The reader also widens a span over the noun its question
+names (`complete_noun_phrase`); training-time scores leave the model's span as it is.
 """
 
 from __future__ import annotations
