@@ -21,7 +21,7 @@ import numpy as np
 
 from qa import accel, models
 from qa.config import DEFAULT_READER, SHIPPED_READERS
-from qa.spans import best_span, complete_noun_phrase
+from qa.spans import best_span, complete_noun_phrase, question_nouns
 
 logger = logging.getLogger(__name__)
 
@@ -296,8 +296,9 @@ class Reader:
             margin = span.logit - float(start_logits[w][0] + end_logits[w][0])
             if sample not in best or margin > best[sample][2]:
                 best[sample] = (span.start_char, span.end_char, margin)
+        nouns = question_nouns(question)
         results = [
-            SpanResult(texts_idx[s], start, complete_noun_phrase(question, texts[texts_idx[s]], start, end), margin,
+            SpanResult(texts_idx[s], start, complete_noun_phrase(nouns, texts[texts_idx[s]], start, end), margin,
                        self.calibration.probability(margin))
             for s, (start, end, margin) in best.items()
         ]

@@ -67,6 +67,7 @@ _AUXILIARIES = frozenset(
 )
 _GENERIC_NOUNS = frozenset("kind type sort one ones thing things part".split())
 _WORD = re.compile(r"[^\W_][\w'’-]*")
+_NEXT_WORD = re.compile(r"[ \t]+(" + _WORD.pattern + ")")  # on the same line
 
 
 def _noun_key(word: str) -> str:
@@ -95,17 +96,16 @@ def question_nouns(question: str) -> frozenset[str]:
     return frozenset()
 
 
-def complete_noun_phrase(question: str, text: str, start: int, end: int) -> int:
-    """The end of the span widened over the question's noun when the text goes on with it.
+def complete_noun_phrase(nouns: frozenset[str], text: str, start: int, end: int) -> int:
+    """The end of the span widened over the question's nouns (`question_nouns`) when the text goes on with them.
 
     Readers trained on SQuAD learn to leave out the noun the question already names ("What phase
     of the war ...?" -> "hot", where the text says "hot phase"); people expect the whole phrase.
     """
-    nouns = question_nouns(question)
     while nouns and start < end:
-        following = re.match(r"[ \t]+([^\W_][\w'’-]*)", text[end:])
-        if following is None or _noun_key(following.group(1)) not in nouns:
+        following = _NEXT_WORD.match(text, end)
+        if following is None or (key := _noun_key(following.group(1))) not in nouns:
             break
-        end += following.end()
-        nouns = nouns - {_noun_key(following.group(1))}
+        end = following.end()
+        nouns = nouns - {key}
     return end
