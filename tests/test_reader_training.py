@@ -139,6 +139,98 @@ def test_averaging_refuses_readers_that_do_not_match(tmp_path) -> None:
     assert not (tmp_path / "out").exists()  # nothing half-written
 
 
+def _lora_delta(seed: int, rank: int, layers=("enc.0.q", "enc.0.ffn"), shapes=((12, 10), (16, 12))) -> dict:
+    generator = torch.Generator().manual_seed(seed)
+    delta = {"enc.0.norm.weight": torch.randn(12, generator=generator),
+             "qa_outputs.weight": torch.randn(2, 12, generator=generator)}
+    for layer, (out_features, in_features) in zip(layers, shapes):
+        delta[f"{layer}.lora_A"] = torch.randn(rank, in_features, generator=generator)
+        delta[f"{layer}.lora_B"] = torch.randn(out_features, rank, generator=generator)
+    return delta
+
+
+def _update(delta: dict, layer: str, scaling: float) -> torch.Tensor:
+    return scaling * delta[f"{layer}.lora_B"].double() @ delta[f"{layer}.lora_A"].double()
+
+
+def test_lora_average_is_exact_when_the_rank_allows_and_the_best_cut_when_not() -> None:
+    from qa.training.average import average_lora_deltas
+
+    a, b = _lora_delta(1, rank=2), _lora_delta(2, rank=2)
+    # Different scalings are folded in: the result carries the first one's.
+    exact, error = average_lora_deltas([a, b], [2.0, 4.0], weights=[0.25, 0.75], rank=4)
+    assert error < 1e-6
+    for layer in ("enc.0.q", "enc.0.ffn"):
+        expected = 0.25 * _update(a, layer, 2.0) + 0.75 * _update(b, layer, 4.0)
+        torch.testing.assert_close(_update(exact, layer, 2.0), expected, rtol=1e-5, atol=1e-5)
+        assert exact[f"{layer}.lora_A"].shape[0] == 4
+    head = "qa_outputs.weight"
+    torch.testing.assert_close(exact[head], 0.25 * a[head] + 0.75 * b[head])
+
+    cut, error = average_lora_deltas([a, b], [2.0, 2.0])  # back to the readers' rank, 2
+    errors = []
+    for layer in ("enc.0.q", "enc.0.ffn"):
+        mean = 0.5 * _update(a, layer, 2.0) + 0.5 * _update(b, layer, 2.0)
+        singular = torch.linalg.svdvals(mean)
+        best_error = singular[2:].square().sum().sqrt()  # Eckart-Young: no rank-2 matrix is closer
+        assert cut[f"{layer}.lora_A"].shape == (2, a[f"{layer}.lora_A"].shape[1])
+        assert torch.linalg.matrix_norm(_update(cut, layer, 2.0) - mean) == pytest.approx(float(best_error), rel=1e-4)
+        errors.append(float(best_error / singular.square().sum().sqrt()))
+    assert 0.05 < error == pytest.approx(max(errors), rel=1e-4)
+
+
+def _write_lora_reader(folder: Path, delta: dict, base: str = "mpnet", fmt: str = "qa-reader-lora-v1") -> None:
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True)
+    save_file({k: v.half() for k, v in delta.items()}, str(folder / "delta.safetensors"),
+              metadata={"format": fmt, "base": base, "lora_scaling": "2.0"})
+    (folder / "config.json").write_text('{"model_type": "mpnet"}')
+
+
+def test_averaged_lora_reader_ships_at_the_same_rank_with_checksums_that_match(tmp_path) -> None:
+    import hashlib
+
+    from qa.reader import delta_metadata
+    from qa.training.average import average_lora_readers
+    from safetensors.torch import load_file
+
+    a, b = _lora_delta(1, rank=2), _lora_delta(2, rank=2)
+    _write_lora_reader(tmp_path / "a", a)
+    _write_lora_reader(tmp_path / "b", b)
+    out = average_lora_readers([tmp_path / "a", tmp_path / "b"], tmp_path / "soup")
+    assert delta_metadata(out) == {"format": "qa-reader-lora-v1", "base": "mpnet", "lora_scaling": "2.0"}
+    soup = load_file(str(out / "delta.safetensors"))
+    assert soup.keys() == a.keys() and soup["enc.0.q.lora_A"].shape == (2, 10)
+    assert soup["enc.0.q.lora_A"].dtype == torch.float16
+    stored = [d["enc.0.norm.weight"].half().float() for d in (a, b)]  # the readers ship fp16
+    torch.testing.assert_close(soup["enc.0.norm.weight"].float(), (0.5 * stored[0] + 0.5 * stored[1]).half().float())
+    checksums = json.loads((out / "checksums.json").read_text())
+    assert checksums == {name: hashlib.sha256((out / name).read_bytes()).hexdigest()
+                         for name in ("delta.safetensors", "config.json")}
+
+
+def test_lora_averaging_refuses_readers_of_another_recipe(tmp_path) -> None:
+    from qa.training.average import average_lora_readers
+
+    _write_lora_reader(tmp_path / "a", _lora_delta(1, rank=2))
+    _write_lora_reader(tmp_path / "minilm", _lora_delta(2, rank=2), base="minilm")
+    _write_lora_reader(tmp_path / "full", _lora_delta(3, rank=2), fmt="qa-reader-delta-v1")
+    other_layers = _lora_delta(4, rank=2, layers=("enc.0.q", "enc.0.k"), shapes=((12, 10), (12, 10)))
+    _write_lora_reader(tmp_path / "other", other_layers)
+    with pytest.raises(ValueError, match="not a LoRA reader on base 'mpnet'"):
+        average_lora_readers([tmp_path / "a", tmp_path / "minilm"], tmp_path / "out")
+    with pytest.raises(ValueError, match="format 'qa-reader-delta-v1'"):
+        average_lora_readers([tmp_path / "a", tmp_path / "full"], tmp_path / "out")
+    with pytest.raises(ValueError, match="adapts other layers"):
+        average_lora_readers([tmp_path / "a", tmp_path / "other"], tmp_path / "out")
+    with pytest.raises(FileNotFoundError, match="no delta.safetensors"):
+        average_lora_readers([tmp_path / "a", tmp_path / "missing"], tmp_path / "out")
+    with pytest.raises(ValueError, match="at least two"):
+        average_lora_readers([tmp_path / "a"], tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # nothing half-written
+
+
 def test_mpnet_windows_have_no_token_types_and_label_the_gold_span() -> None:
     from transformers import AutoTokenizer
 

@@ -4,6 +4,12 @@ Two runs of the same recipe that share a starting point (a reader and its warm-s
 continuation) land in one basin of the loss, and the element-wise mean of their weights reads
 better than either alone at no cost at inference: shipped v2 and its continuation v3 scored dev
 F1 65.3 and 65.7, their average 65.7-65.9 (fp32 / as shipped), with seed-set F1 0.662 -> 0.689.
+
+Shipped LoRA readers (a `delta.safetensors` of low-rank factors) average too: the mean of the
+weight updates B @ A is itself low-rank, of at most the summed ranks, so it is taken back to the
+readers' rank by a truncated SVD and written as a delta of the same size. The accurate reader's
+runs 5 and 6 lost under 1.2% of the update that way, and their average read dev F1 75.25 on all
+1,263 questions against 74.53 and 75.15.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from qa.logs import configure_logging
 logger = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "model.safetensors"
+DELTA_FILE = "delta.safetensors"
+LORA_FORMAT = "qa-reader-lora-v1"
 
 
 def average_weights(states: list[dict], weights: list[float] | None = None) -> dict:
@@ -62,16 +70,93 @@ def average_readers(folders: list[Path], out: Path, weights: list[float] | None 
     return out
 
 
+def average_lora_deltas(deltas: list[dict], scalings: list[float], weights: list[float] | None = None,
+                        rank: int | None = None) -> tuple[dict, float]:
+    """The weighted mean of LoRA deltas, as one LoRA delta of `rank` (default: the largest input rank).
+
+    Per adapted layer the mean update sum_i w_i s_i B_i A_i is formed in factored form, reduced
+    exactly by two QR decompositions and cut to `rank` by an SVD of the small core, the best
+    approximation of that rank. Tensors trained whole are averaged as they are. The result uses
+    the first delta's scaling. Also returns the largest relative (Frobenius) error the cut left.
+    """
+    import torch
+
+    layers = sorted(name.removesuffix(".lora_A") for name in deltas[0] if name.endswith(".lora_A"))
+    if not layers:
+        raise ValueError("the first reader holds no LoRA factors; average merged readers (model.safetensors) instead")
+    for n, delta in enumerate(deltas[1:], start=2):
+        if sorted(name.removesuffix(".lora_A") for name in delta if name.endswith(".lora_A")) != layers:
+            raise ValueError(f"reader {n} adapts other layers than reader 1; "
+                             "only readers of one recipe can be averaged")
+    averaged = average_weights([{n: t for n, t in d.items() if ".lora_" not in n} for d in deltas], weights)
+    weights = weights or [1.0 / len(deltas)] * len(deltas)
+    rank = rank or max(d[layers[0] + ".lora_A"].shape[0] for d in deltas)
+    scaling = scalings[0]
+    worst = 0.0
+    for layer in layers:
+        b = torch.cat([d[layer + ".lora_B"].double() for d in deltas], dim=1)
+        a = torch.cat([w * s / scaling * d[layer + ".lora_A"].double()
+                       for w, s, d in zip(weights, scalings, deltas)], dim=0)
+        q_b, r_b = torch.linalg.qr(b)
+        q_a, r_a = torch.linalg.qr(a.T)
+        u, sigma, vh = torch.linalg.svd(r_b @ r_a.T)
+        root = sigma[:rank].sqrt()
+        dtype = deltas[0][layer + ".lora_A"].dtype
+        averaged[layer + ".lora_B"] = (q_b @ (u[:, :rank] * root)).to(dtype).contiguous()
+        averaged[layer + ".lora_A"] = ((root[:, None] * vh[:rank]) @ q_a.T).to(dtype).contiguous()
+        total = float(sigma.square().sum())
+        worst = max(worst, (float(sigma[rank:].square().sum()) / total) ** 0.5 if total else 0.0)
+    return averaged, worst
+
+
+def average_lora_readers(folders: list[Path], out: Path, weights: list[float] | None = None) -> Path:
+    """Write the average of shipped LoRA reader folders (delta, config) to `out` as one of the same rank.
+
+    An average reads differently from its parts, so calibrate it before shipping: put its files
+    over the shipped reader's and run `qa calibrate-reader --shipped accurate ...`.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from qa.training.export import write_checksums
+
+    deltas, scalings, metadata = [], [], {}
+    for folder in folders:
+        if not (folder / DELTA_FILE).exists():
+            raise FileNotFoundError(f"{folder} holds no {DELTA_FILE}; give exported reader folders (qa export-reader)")
+        with safe_open(str(folder / DELTA_FILE), "pt") as handle:
+            found = dict(handle.metadata() or {})
+            metadata = metadata or found
+            if found.get("format") != LORA_FORMAT or found.get("base") != metadata.get("base"):
+                raise ValueError(f"{folder} is not a LoRA reader on base {metadata.get('base')!r} "
+                                 f"(format {found.get('format')!r}, base {found.get('base')!r})")
+            deltas.append({name: handle.get_tensor(name) for name in handle.keys()})
+            scalings.append(float(found["lora_scaling"]))
+    averaged, error = average_lora_deltas(deltas, scalings, weights)
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(averaged, str(out / DELTA_FILE), metadata=metadata)
+    shutil.copy2(folders[0] / "config.json", out / "config.json")
+    sizes = write_checksums(out)
+    logger.info("wrote the average of %d LoRA readers to %s (%.1f MiB; the rank cut left at most %.2f%% of an "
+                "update); calibrate it before use", len(folders), out, sizes[DELTA_FILE] / 2**20, 100 * error)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("readers", type=Path, nargs="+", help="saved reader folders (e.g. ~/.cache/qa-reader-v3/final)")
+    parser.add_argument("readers", type=Path, nargs="+",
+                        help="saved reader folders (e.g. ~/.cache/qa-reader-v3/final), or exported LoRA readers "
+                             "(folders with delta.safetensors, e.g. qa/models/accurate)")
     parser.add_argument("--out", type=Path, required=True, help="folder for the averaged reader")
     parser.add_argument("--weights", type=float, nargs="+", default=None,
                         help="one weight per reader, summing to 1 (default: equal)")
     args = parser.parse_args(argv)
     configure_logging("INFO", timestamps=True)
     try:
-        average_readers(args.readers, args.out, args.weights)
+        if (args.readers[0] / DELTA_FILE).exists():
+            average_lora_readers(args.readers, args.out, args.weights)
+        else:
+            average_readers(args.readers, args.out, args.weights)
     except (ValueError, FileNotFoundError) as exc:
         parser.error(str(exc))
 

@@ -94,6 +94,11 @@ def export_reader(model, out: Path | None = None, base: str = "minilm") -> dict[
     save_file(delta, str(out / "delta.safetensors"), metadata=metadata)
     plain.config.architectures = [type(plain).__name__]
     plain.config.save_pretrained(out)
+    return write_checksums(out)
+
+
+def write_checksums(out: Path) -> dict[str, int]:
+    """Record the SHA-256 of a reader folder's delta and config (checked at load); returns their sizes."""
     checksums = {
         name: hashlib.sha256((out / name).read_bytes()).hexdigest() for name in ("delta.safetensors", "config.json")
     }
