@@ -28,6 +28,9 @@ IndexTypeOpt = typer.Option(None, "--index-type", help="flat (exact) or hnsw (ap
 PrecisionOpt = typer.Option(None, "--precision", help="auto (bf16 where the CPU has it), fp32 or bf16 [env QA_PRECISION]")
 ReadFirstOpt = typer.Option(None, "--read-first", min=0,
                             help="passages read before deciding to read the rest; 0 reads all [env QA_READ_FIRST, default 2]")
+ReadMoreBelowOpt = typer.Option(None, "--read-more-below", min=0.0, max=1.0,
+                                help="read the rest when the first passages' best answer scores below this "
+                                     "[env QA_READ_MORE_BELOW, default 0.5]")
 VectorStoreOpt = typer.Option(None, "--vector-store", help="faiss (files in the index folder) or milvus [env QA_VECTOR_STORE]")
 MilvusUriOpt = typer.Option(None, "--milvus-uri",
                             help="Milvus Lite file (path ending in .db) or server (http://host:19530) [env QA_MILVUS_URI]")
@@ -98,6 +101,7 @@ def ask(
     milvus_collection: Optional[str] = MilvusCollectionOpt,
     precision: Optional[str] = PrecisionOpt,
     read_first: Optional[int] = ReadFirstOpt,
+    read_more_below: Optional[float] = ReadMoreBelowOpt,
 ) -> None:
     """Answer a question from the indexed documents (builds the index on first use)."""
     from qa.models import ModelNotAvailableError
@@ -106,7 +110,8 @@ def ask(
 
     settings = _setup(corpus_dir=corpus_dir, index_dir=index_dir, reader=reader, reader_model=reader_model,
                       embedding_model=embedding_model, vector_store=vector_store, milvus_uri=milvus_uri,
-                      milvus_collection=milvus_collection, precision=precision, read_first=read_first, log_level=None)
+                      milvus_collection=milvus_collection, precision=precision, read_first=read_first,
+                      read_more_below=read_more_below, log_level=None)
     try:
         result = Engine(settings).answer(question, top_k=top_k, threshold=threshold)
     except (ValueError, ModelNotAvailableError, ReaderFilesError) as exc:
@@ -136,6 +141,7 @@ def serve(
     milvus_collection: Optional[str] = MilvusCollectionOpt,
     precision: Optional[str] = PrecisionOpt,
     read_first: Optional[int] = ReadFirstOpt,
+    read_more_below: Optional[float] = ReadMoreBelowOpt,
     reader: Optional[str] = ReaderChoiceOpt,
 ) -> None:
     """Start the web chat (until SIGTERM or Ctrl-C; a busy port or unusable folder is one error line)."""
@@ -144,7 +150,7 @@ def serve(
     raise typer.Exit(run_web(_setup(host=host, port=port, corpus_dir=corpus_dir, index_dir=index_dir, reader=reader,
                      vector_store=vector_store,
                      milvus_uri=milvus_uri, milvus_collection=milvus_collection, precision=precision,
-                     read_first=read_first)))
+                     read_first=read_first, read_more_below=read_more_below)))
 
 
 @app.command(name="eval", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -51,8 +51,9 @@ INT8_MAX_F1_LOSS = 0.02
 INT8_MIN_ANSWER_AGREEMENT = 0.9
 #: Least cosine between a bf16 and an fp32 embedding of the same text (measured: 0.9999).
 BF16_MIN_COSINE = 0.999
-#: Seed questions answered from the first two passages alone (measured: 31 of 60).
-MIN_QUESTIONS_READ_BRIEFLY = 26
+#: Seed questions answered from the first two passages alone (measured: 26 of 60 with the fast
+#: reader, 31 when any answer above the threshold stopped the reading).
+MIN_QUESTIONS_READ_BRIEFLY = 21
 #: Seed questions (of 60) whose final answer the fast default may change, each only for a better one.
 MAX_CHANGED_ANSWERS = 2
 #: The dev set of the reader's training data (not shipped; the test is skipped without it).
@@ -81,10 +82,10 @@ def _engine(corpus: Path, name: str, **settings) -> Engine:
     """An engine on the seed copy; reads every retrieved passage unless `read_first` is given.
 
     The fast reader answers here: the agreement figures above were measured with it, and its
-    ~25 ms windows keep these whole-seed-set comparisons affordable on CI's CPUs. With the
-    accurate reader (the default) adaptive reading changes one seed answer for the worse
-    ("British" instead of "Sky News": 0.40 from the first two passages, 0.82 from all four);
-    `QA_READ_MORE_BELOW=0.5` recovers it (README, Status)."""
+    ~25 ms windows keep these whole-seed-set comparisons affordable on CI's CPUs. Adaptive
+    reading stops early only on an answer scoring at least `read_more_below` (0.5): with the
+    accurate reader (the default) stopping at the threshold alone changed seed answers for the
+    worse ("British" instead of "Sky News": 0.40 from the first two passages, 0.82 from all four)."""
     settings.setdefault("read_first", 0)
     settings.setdefault("reader", "fast")
     return Engine(Settings.load(corpus_dir=str(corpus / "seeds"), index_dir=str(corpus / f"index-{name}"),
@@ -179,7 +180,9 @@ def test_fast_default_gives_the_same_final_answers(corpus: Path, plain: list) ->
     # adaptive reading stops after two passages whenever it is sure, and reads everything otherwise
     sure = [a for a in fast if a.passages_read < len(a.hits)]
     assert len(sure) >= MIN_QUESTIONS_READ_BRIEFLY
-    assert all(a.passages_read == 2 and a.score >= engine.default_threshold for a in sure)
+    bar = max(engine.settings.read_more_below, engine.default_threshold)
+    assert bar == 0.5  # the defaults: sure means better than even odds, not just above the threshold
+    assert all(a.passages_read == 2 and a.score >= bar for a in sure)
     assert all(a.passages_read == len(a.hits) for a in fast if a.abstained)
 
 
