@@ -85,11 +85,16 @@ def _verify_shipped_files(directory: Path) -> bytes:
     return listing
 
 
+#: The file a shipped reader keeps its fine-tuned weights in, and the format of a LoRA one.
+DELTA_FILE = "delta.safetensors"
+LORA_DELTA_FORMAT = "qa-reader-lora-v1"
+
+
 def delta_metadata(directory: Path) -> dict[str, str]:
     """The shipped delta's metadata (format, base, LoRA scaling), read without its tensors."""
     from safetensors import safe_open
 
-    with safe_open(str(directory / "delta.safetensors"), "pt") as handle:
+    with safe_open(str(directory / DELTA_FILE), "pt") as handle:
         return handle.metadata() or {}
 
 
@@ -114,7 +119,7 @@ def _merge_shipped_reader(directory: Path, base: str, metadata: dict[str, str]):
     prefix = model.base_model_prefix + "."
     state = {k if k.startswith(prefix) else prefix + k: v
              for k, v in load_file(str(Path(base) / "model.safetensors")).items()}
-    delta = load_file(str(directory / "delta.safetensors"))
+    delta = load_file(str(directory / DELTA_FILE))
     scaling = float(metadata.get("lora_scaling", 0.0))
     for name, tensor in delta.items():
         if name.endswith(".lora_A"):

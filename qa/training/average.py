@@ -24,8 +24,6 @@ from qa.logs import configure_logging
 logger = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "model.safetensors"
-DELTA_FILE = "delta.safetensors"
-LORA_FORMAT = "qa-reader-lora-v1"
 
 
 def average_weights(states: list[dict], weights: list[float] | None = None) -> dict:
@@ -115,23 +113,22 @@ def average_lora_readers(folders: list[Path], out: Path, weights: list[float] | 
     An average reads differently from its parts, so calibrate it before shipping: put its files
     over the shipped reader's and run `qa calibrate-reader --shipped accurate ...`.
     """
-    from safetensors import safe_open
-    from safetensors.torch import save_file
+    from safetensors.torch import load_file, save_file
 
+    from qa.reader import DELTA_FILE, LORA_DELTA_FORMAT, delta_metadata
     from qa.training.export import write_checksums
 
     deltas, scalings, metadata = [], [], {}
     for folder in folders:
         if not (folder / DELTA_FILE).exists():
             raise FileNotFoundError(f"{folder} holds no {DELTA_FILE}; give exported reader folders (qa export-reader)")
-        with safe_open(str(folder / DELTA_FILE), "pt") as handle:
-            found = dict(handle.metadata() or {})
-            metadata = metadata or found
-            if found.get("format") != LORA_FORMAT or found.get("base") != metadata.get("base"):
-                raise ValueError(f"{folder} is not a LoRA reader on base {metadata.get('base')!r} "
-                                 f"(format {found.get('format')!r}, base {found.get('base')!r})")
-            deltas.append({name: handle.get_tensor(name) for name in handle.keys()})
-            scalings.append(float(found["lora_scaling"]))
+        found = delta_metadata(folder)
+        metadata = metadata or found
+        if found.get("format") != LORA_DELTA_FORMAT or found.get("base") != metadata.get("base"):
+            raise ValueError(f"{folder} is not a LoRA reader on base {metadata.get('base')!r} "
+                             f"(format {found.get('format')!r}, base {found.get('base')!r})")
+        deltas.append(load_file(str(folder / DELTA_FILE)))
+        scalings.append(float(found["lora_scaling"]))
     averaged, error = average_lora_deltas(deltas, scalings, weights)
     out.mkdir(parents=True, exist_ok=True)
     save_file(averaged, str(out / DELTA_FILE), metadata=metadata)
@@ -152,6 +149,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="one weight per reader, summing to 1 (default: equal)")
     args = parser.parse_args(argv)
     configure_logging("INFO", timestamps=True)
+    from qa.reader import DELTA_FILE
+
     try:
         if (args.readers[0] / DELTA_FILE).exists():
             average_lora_readers(args.readers, args.out, args.weights)

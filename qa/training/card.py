@@ -8,6 +8,7 @@ import shlex
 from pathlib import Path
 
 from qa.config import reader_dir_for_base
+from qa.reader import DELTA_FILE
 from qa.training.data import HARD_NEGATIVE_RATE, source_weights
 
 #: What the card says of each base encoder: the reader's name, the base, and how the shipped
@@ -186,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
     card = TEMPLATE.format(
         name=base["name"], base=base["base"], delta=base["delta"], architecture=base["architecture"],
         trained=trained, batch=run.batch_size, notes=f"\n{notes}\n" if notes else "",
-        delta_mib=(args.out / "delta.safetensors").stat().st_size / 2**20,
+        delta_mib=(args.out / DELTA_FILE).stat().st_size / 2**20,
         weights=", ".join(f"{name} {share:.0%}" for name, share in sorted(source_weights(run.weight).items())
                           if share != 1.0),
         started_from=args.started_from, lr=run.lr, warmup=run.warmup,

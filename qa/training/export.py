@@ -18,6 +18,7 @@ import torch
 
 from qa.config import reader_dir_for_base
 from qa.logs import configure_logging
+from qa.reader import DELTA_FILE, LORA_DELTA_FORMAT
 from qa.training.train import PEFT_PREFIX
 
 logger = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ def export_reader(model, out: Path | None = None, base: str = "minilm") -> dict[
 
     if hasattr(model, "peft_config"):
         tensors, scaling = lora_tensors(model)
-        metadata = {"format": "qa-reader-lora-v1", "base": base, "lora_scaling": repr(scaling)}
+        metadata = {"format": LORA_DELTA_FORMAT, "base": base, "lora_scaling": repr(scaling)}
         plain = model.get_base_model()
     else:
         frozen = model.get_input_embeddings().weight.data_ptr()  # rebuilt from the base package
@@ -91,7 +92,7 @@ def export_reader(model, out: Path | None = None, base: str = "minilm") -> dict[
     out = out or reader_dir_for_base(base)
     out.mkdir(parents=True, exist_ok=True)
     delta = {name: tensor.detach().to(torch.float16).contiguous() for name, tensor in tensors.items()}
-    save_file(delta, str(out / "delta.safetensors"), metadata=metadata)
+    save_file(delta, str(out / DELTA_FILE), metadata=metadata)
     plain.config.architectures = [type(plain).__name__]
     plain.config.save_pretrained(out)
     return write_checksums(out)
@@ -100,13 +101,13 @@ def export_reader(model, out: Path | None = None, base: str = "minilm") -> dict[
 def write_checksums(out: Path) -> dict[str, int]:
     """Record the SHA-256 of a reader folder's delta and config (checked at load); returns their sizes."""
     checksums = {
-        name: hashlib.sha256((out / name).read_bytes()).hexdigest() for name in ("delta.safetensors", "config.json")
+        name: hashlib.sha256((out / name).read_bytes()).hexdigest() for name in (DELTA_FILE, "config.json")
     }
     (out / "checksums.json").write_text(json.dumps(checksums, indent=1) + "\n")
     sizes = {name: (out / name).stat().st_size for name in checksums}
-    if sizes["delta.safetensors"] > MAX_DELTA_MIB * 2**20:
+    if sizes[DELTA_FILE] > MAX_DELTA_MIB * 2**20:
         logger.warning("the delta is %.1f MiB, over the %d MiB the package ships: train LoRA adapters (--lora-rank)",
-                       sizes["delta.safetensors"] / 2**20, MAX_DELTA_MIB)
+                       sizes[DELTA_FILE] / 2**20, MAX_DELTA_MIB)
     return sizes
 
 

@@ -161,7 +161,9 @@ def shipped_folder(init: str) -> Path | None:
     holding an exported delta; None for the bare base or a saved model folder."""
     if init == "shipped" or init in SHIPPED_READERS:
         return SHIPPED_READERS.get(init, SHIPPED_READERS[DEFAULT_READER])
-    return Path(init) if (Path(init) / "delta.safetensors").exists() else None
+    from qa.reader import DELTA_FILE
+
+    return Path(init) if (Path(init) / DELTA_FILE).exists() else None
 
 
 def initial_state(init: str) -> dict[str, torch.Tensor] | None:
@@ -187,12 +189,12 @@ def shipped_adapters(init: str, lora_rank: int, lora_alpha: float) -> dict[str, 
         return None
     from safetensors.torch import load_file
 
-    from qa.reader import delta_metadata
+    from qa.reader import DELTA_FILE, LORA_DELTA_FORMAT, delta_metadata
 
     metadata = delta_metadata(folder)
-    if metadata.get("format") != "qa-reader-lora-v1":
+    if metadata.get("format") != LORA_DELTA_FORMAT:
         return None
-    delta = load_file(str(folder / "delta.safetensors"))
+    delta = load_file(str(folder / DELTA_FILE))
     rank = next(t.shape[0] for n, t in delta.items() if n.endswith(".lora_A"))
     if rank != lora_rank:
         return None
