@@ -58,12 +58,14 @@ RESULT_MARK = "@@RESULT@@ "
 
 #: Each configuration is the environment a user would set. `default` is what an unconfigured
 #: install runs (bf16 where the CPU has it, adaptive reading, the default reader); `accurate` and
-#: `fast` the same with that reader; `torch-fp32` the fast reader's path before bf16 and adaptive
-#: reading; `accurate-*-int8` the accurate reader with its linear layers in int8 (adaptive reading
-#: kept), as a user who trades some accuracy for speed would set it.
+#: `fast` the same with that reader (`accurate-unscreened`: without the fast reader screening for
+#: the accurate one); `torch-fp32` the fast reader's path before bf16 and adaptive reading;
+#: `accurate-*-int8` the accurate reader with its linear layers in int8 (adaptive reading kept),
+#: as a user who trades some accuracy for speed would set it.
 CONFIGS = {
     "default": {},
     "accurate": {"QA_READER": "accurate"},
+    "accurate-unscreened": {"QA_READER": "accurate", "QA_SCREEN_WITH": "none"},
     "fast": {"QA_READER": "fast"},
     "torch-fp32": {"QA_READER": "fast", "QA_BACKEND": "torch", "QA_QUANTIZE": "none", "QA_PRECISION": "fp32",
                    "QA_READ_FIRST": "0"},
@@ -75,7 +77,7 @@ CONFIGS = {
     "accurate-torch-int8": {"QA_READER": "accurate", "QA_BACKEND": "torch", "QA_QUANTIZE": "int8"},
     "accurate-onnx-int8": {"QA_READER": "accurate", "QA_BACKEND": "onnx", "QA_QUANTIZE": "int8"},
 }
-_QA_ENV = tuple(f"QA_{name}" for name in ("READER", "BACKEND", "QUANTIZE", "PRECISION", "READ_FIRST"))
+_QA_ENV = tuple(f"QA_{name}" for name in ("READER", "BACKEND", "QUANTIZE", "PRECISION", "READ_FIRST", "SCREEN_WITH"))
 
 
 def log(msg: str) -> None:
@@ -372,10 +374,13 @@ def worker_serve(args: dict) -> dict:
     for q in questions[: args.get("warmup", 3)]:
         engine.answer(q)
     rows = []
-    windows = 0
+    windows = skimmed = 0
+    screener = engine.screener_for()
     for q in questions:
         a = engine.answer(q)
-        windows += sum(engine.reader.count_windows(q, h.passage.text) for h in a.hits[: a.passages_read])
+        windows += sum(engine.reader.count_windows(q, a.hits[i].passage.text) for i in a.passages_read)
+        if screener is not None and len(a.hits) > 1:
+            skimmed += sum(screener.count_windows(q, h.passage.text) for h in a.hits)
         rows.append({
             "q": q, "text": a.text, "source": a.source, "start": a.start, "score": a.score,
             "best": (a.alternatives[0].text if not a.text and a.alternatives else a.text),
@@ -391,6 +396,7 @@ def worker_serve(args: dict) -> dict:
         "answers": rows,
         "windows_per_s_answer": windows / sum(r["read"] for r in rows),
         "windows_per_question": windows / len(rows),
+        "skimmed_windows_per_question": skimmed / len(rows),
     }
     for part in ("retrieve", "read", "total"):
         values = [r[part] * 1000 for r in rows]
@@ -700,6 +706,12 @@ def fmt(x, digits=0) -> str:
     return f"{x:,.{digits}f}"
 
 
+def _skimmed(serve: dict) -> str:
+    """' (+ N)': the windows a screening reader skimmed per question, when one did."""
+    skimmed = serve.get("skimmed_windows_per_question")
+    return f" (+ {skimmed:.1f})" if skimmed else ""
+
+
 def render(results: dict) -> str:
     m = results["machine"]
     lines = [
@@ -731,7 +743,7 @@ def render(results: dict) -> str:
         "",
         "## answer() latency (ms, after warm-up) and memory",
         "",
-        "| config | corpus | passages | retrieve p50 / p95 | read p50 / p95 | **total p50 / p95** | windows/question | "
+        "| config | corpus | passages | retrieve p50 / p95 | read p50 / p95 | **total p50 / p95** | windows/question (+ skimmed) | "
         "peak RSS serving (MB) | answered |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
@@ -740,7 +752,7 @@ def render(results: dict) -> str:
             lines.append(
                 f"| {c} | {label} | {r['passages']:,} | {fmt(r['retrieve_p50'], 1)} / {fmt(r['retrieve_p95'], 1)} | "
                 f"{fmt(r['read_p50'], 1)} / {fmt(r['read_p95'], 1)} | **{fmt(r['total_p50'], 1)} / {fmt(r['total_p95'], 1)}** | "
-                f"{r['windows_per_question']:.1f} | {fmt(r['peak_rss_answer_mb'])} | "
+                f"{r['windows_per_question']:.1f}{_skimmed(r)} | {fmt(r['peak_rss_answer_mb'])} | "
                 f"{sum(1 for a in r['answers'] if a['text'])}/{r['n']} |")
     lines += ["", "## Index build (real `build_index()`, fresh process per size, model loading excluded)", "",
               "| config | corpus | passages | seconds | **passages/s** | model load (s) | build peak RSS (MB) |",

@@ -31,6 +31,9 @@ ReadFirstOpt = typer.Option(None, "--read-first", min=0,
 ReadMoreBelowOpt = typer.Option(None, "--read-more-below", min=0.0, max=1.0,
                                 help="read the rest when the first passages' best answer scores below this "
                                      "[env QA_READ_MORE_BELOW, default 0.5]")
+ScreenWithOpt = typer.Option(None, "--screen-with",
+                             help="shipped reader that skims every passage so the answering one reads the best "
+                                  "(fast or none) [env QA_SCREEN_WITH, default fast]")
 VectorStoreOpt = typer.Option(None, "--vector-store", help="faiss (files in the index folder) or milvus [env QA_VECTOR_STORE]")
 MilvusUriOpt = typer.Option(None, "--milvus-uri",
                             help="Milvus Lite file (path ending in .db) or server (http://host:19530) [env QA_MILVUS_URI]")
@@ -102,6 +105,7 @@ def ask(
     precision: Optional[str] = PrecisionOpt,
     read_first: Optional[int] = ReadFirstOpt,
     read_more_below: Optional[float] = ReadMoreBelowOpt,
+    screen_with: Optional[str] = ScreenWithOpt,
 ) -> None:
     """Answer a question from the indexed documents (builds the index on first use)."""
     from qa.models import ModelNotAvailableError
@@ -111,7 +115,7 @@ def ask(
     settings = _setup(corpus_dir=corpus_dir, index_dir=index_dir, reader=reader, reader_model=reader_model,
                       embedding_model=embedding_model, vector_store=vector_store, milvus_uri=milvus_uri,
                       milvus_collection=milvus_collection, precision=precision, read_first=read_first,
-                      read_more_below=read_more_below, log_level=None)
+                      read_more_below=read_more_below, screen_with=screen_with, log_level=None)
     try:
         result = Engine(settings).answer(question, top_k=top_k, threshold=threshold)
     except (ValueError, ModelNotAvailableError, ReaderFilesError) as exc:
@@ -142,6 +146,7 @@ def serve(
     precision: Optional[str] = PrecisionOpt,
     read_first: Optional[int] = ReadFirstOpt,
     read_more_below: Optional[float] = ReadMoreBelowOpt,
+    screen_with: Optional[str] = ScreenWithOpt,
     reader: Optional[str] = ReaderChoiceOpt,
 ) -> None:
     """Start the web chat (until SIGTERM or Ctrl-C; a busy port or unusable folder is one error line)."""
@@ -150,7 +155,7 @@ def serve(
     raise typer.Exit(run_web(_setup(host=host, port=port, corpus_dir=corpus_dir, index_dir=index_dir, reader=reader,
                      vector_store=vector_store,
                      milvus_uri=milvus_uri, milvus_collection=milvus_collection, precision=precision,
-                     read_first=read_first, read_more_below=read_more_below)))
+                     read_first=read_first, read_more_below=read_more_below, screen_with=screen_with)))
 
 
 @app.command(name="eval", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -57,6 +57,14 @@ class Settings:
     #: held-out questions 0.638 against 0.633, for 11-15% more passages read; 0 is the fastest.
     read_first: int = 2
     read_more_below: float = 0.5
+    #: Screening: the shipped reader named here (or "none") first skims every retrieved passage,
+    #: and the answering reader reads only the passage the skim likes best, adding retrieval's
+    #: first when its answer there scores below `read_more_below`. Used when the answering
+    #: reader is a different one, so by default the fast reader screens for the accurate one:
+    #: the seed set reads 1.3 accurate passages a question instead of 3.1 (seed answerable F1
+    #: 0.795 against 0.788), and 900 held-out answer()-like questions mean F1 0.644 against 0.639
+    #: for 45% less reading. `read_first` then applies only to a reader without a screener.
+    screen_with: str = "fast"
     #: Candidates fetched from each retriever before fusion.
     retrieve_k: int = 50
     #: Answers whose calibrated probability is below this are abstentions; negative means
@@ -113,6 +121,9 @@ class Settings:
 
     def __post_init__(self) -> None:
         self.shipped_reader_dir  # noqa: B018 - raises ValueError naming QA_READER when it names no reader
+        if self.screen_with not in (*SHIPPED_READERS, "none"):
+            raise ValueError(f"QA_SCREEN_WITH={self.screen_with!r} names no shipped reader: use "
+                             f"{', '.join(SHIPPED_READERS)} or none")
 
     @classmethod
     def load(cls, **overrides: Any) -> Settings:

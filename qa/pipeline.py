@@ -143,12 +143,22 @@ class Engine:
                            s.quantize, s.model_cache_dir, accel.resolve_precision(s.precision, s.backend, s.quantize),
                            shipped)
 
+    def screener_for(self, shipped: str | None = None):
+        """The reader that skims the passages for the answering one (`reader_for(shipped)`), or None
+        when `screen_with` is "none" or names that same reader."""
+        s = self.settings
+        answering = shipped or ("" if s.reader_model else s.reader)
+        if s.screen_with == "none" or s.screen_with == answering:
+            return None
+        return self.reader_for(s.screen_with)
+
     def load_models(self) -> None:
-        """Load the embedder, then the reader: the one order every entry point uses at start-up
-        (the reader is skipped when the process is stopping: it only delays the exit)."""
+        """Load the embedder, then the reader and its screener: the one order every entry point uses
+        at start-up (the readers are skipped when the process is stopping: they only delay the exit)."""
         self.embedder
         if not self._stopping.is_set():
             self.reader
+            self.screener_for()
 
     @property
     def default_threshold(self) -> float:
@@ -295,8 +305,8 @@ class Engine:
         retrieved = time.perf_counter()
         # once: the default may be read from the index folder
         threshold = self.threshold_for(reader) if threshold is None or threshold < 0 else threshold
-        spans, passages_read = self._read_adaptively(self.reader_for(reader), read_as, [h.passage.text for h in hits],
-                                                     threshold)
+        spans, passages_read = self._read_adaptively(self.reader_for(reader), self.screener_for(reader), read_as,
+                                                     [h.passage.text for h in hits], threshold)
         read_done = time.perf_counter()
         candidates: list[Answer] = []
         seen: set[tuple[str, int, int]] = set()
@@ -332,23 +342,32 @@ class Engine:
         }
         return result
 
-    def _read_adaptively(self, reader, question: str, texts: list[str], threshold: float) -> tuple[list[SpanResult], int]:
-        """Best spans of the passages, reading the best-ranked first and the rest only when unsure.
+    def _read_adaptively(self, reader, screener, question: str, texts: list[str],
+                         threshold: float) -> tuple[list[SpanResult], list[int]]:
+        """Best spans of the passages, reading the most promising first and the rest only when unsure.
 
-        The right passage is usually ranked first or second, so an answer found there that clears
-        the threshold is rarely beaten by a lower-ranked passage; when the first passages would
-        leave the question unanswered, the rest are read too. Measured on 400 answer()-like
-        questions: 3.66 passages read instead of 4.18 at a 0.5 bar, mean F1 0.616 vs 0.617.
-        Returns the spans, best first, and how many passages were read.
+        With a screener, it skims every passage and the reader reads the one it likes best, plus
+        retrieval's first when the answer there is unsure. Without one, the reader reads the
+        best-ranked `read_first` (the right passage is usually first or second) and the rest when
+        those would leave it unsure. Unsure means below `read_more_below` or the threshold.
+        Returns the spans, best first, and the indices of the passages the reader read.
         """
+        bar = max(self.settings.read_more_below, threshold)
+        if screener is not None and len(texts) > 1:
+            skimmed = screener.read(question, texts)
+            pick = skimmed[0].text_index if skimmed else 0
+            spans = [dataclasses.replace(s, text_index=pick) for s in reader.read(question, [texts[pick]])]
+            if pick == 0 or (spans and spans[0].probability >= bar):
+                return spans, [pick]
+            return sorted(spans + reader.read(question, texts[:1]), key=lambda s: -s.margin), [pick, 0]
         first = self.settings.read_first
         if first <= 0 or first >= len(texts):
-            return reader.read(question, texts), len(texts)
+            return reader.read(question, texts), list(range(len(texts)))
         spans = reader.read(question, texts[:first])
-        if spans and spans[0].probability >= max(self.settings.read_more_below, threshold):
-            return spans, first
+        if spans and spans[0].probability >= bar:
+            return spans, list(range(first))
         more = [dataclasses.replace(s, text_index=s.text_index + first) for s in reader.read(question, texts[first:])]
-        return sorted(spans + more, key=lambda s: -s.margin), len(texts)
+        return sorted(spans + more, key=lambda s: -s.margin), list(range(len(texts)))
 
     def read(self, question: str, context: str, threshold: float | None = None, reader: str | None = None) -> Answer:
         """The reader alone on one text of any length; offsets index `context`. `reader` as in `answer`."""

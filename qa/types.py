@@ -74,8 +74,9 @@ class Answer:
     read_as: str = ""
     alternatives: list[Answer] = field(default_factory=list)
     hits: list[Hit] = field(default_factory=list)
-    #: How many of `hits` the reader read: adaptive reading reads the lower-ranked ones only when unsure.
-    passages_read: int = 0
+    #: Which of `hits` (indices, in reading order) the reader read: adaptive reading reads the
+    #: passage a screening reader picks (or the best-ranked) and the others only when unsure.
+    passages_read: list[int] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
     @property

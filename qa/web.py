@@ -153,10 +153,10 @@ def _hit_holds_answer(hit: Hit, answer: Answer) -> bool:
     )
 
 
-def render_hit(hit: Hit, answer: Answer) -> str:
+def render_hit(hit: Hit, answer: Answer, read: bool = True) -> str:
     """One evidence entry: where the passage is from, how each retriever ranked it, its text."""
     p = hit.passage
-    marker = " · <strong>answer</strong>" if _hit_holds_answer(hit, answer) else ""
+    marker = " · <strong>answer</strong>" if _hit_holds_answer(hit, answer) else ("" if read else " · not read closely")
     head = (
         f"{source_label(p.document, p.page)} · fused rank #{hit.rank}, score {hit.score:.4f}"
         f" · dense {_rank(hit.dense_rank)} · BM25 {_rank(hit.sparse_rank)}{marker}"
@@ -181,18 +181,21 @@ def render_best_guess(answer: Answer) -> str:
 
 
 def render_evidence(answer: Answer) -> str:
-    """The collapsible list of every passage the reader read."""
+    """The collapsible list of every passage retrieved, saying which ones the reader read: adaptive
+    reading leaves out those a screening reader or the first passages' sure answer made needless."""
     if not answer.hits:
         return ""
-    items = "".join(render_hit(h, answer) for h in answer.hits)
+    read = set(answer.passages_read or range(len(answer.hits)))
+    items = "".join(render_hit(h, answer, i in read) for i, h in enumerate(answer.hits))
     timing = ""
     if answer.timings:
         parts = " · ".join(f"{escape(k)} {v:.2f}s" for k, v in answer.timings.items())
         timing = f'<p class="qa-meta">Timings: {parts}</p>'
     count = len(answer.hits)
     noun = "passage" if count == 1 else "passages"
+    how_many = f"{count} {noun} read" if len(read) >= count else f"{count} {noun} found, {len(read)} read closely"
     return (
-        f"<details><summary>Evidence ({count} {noun} read)</summary>"
+        f"<details><summary>Evidence ({how_many})</summary>"
         f'<p class="qa-meta">Ranks come from fusing dense (embedding) and BM25 (keyword) '
         f"search; — means that search did not return the passage.</p>"
         f"{render_best_guess(answer) if answer.abstained else ''}"
@@ -563,8 +566,8 @@ def build_app(settings: Settings, engine: Engine | None = None) -> gr.Blocks:
                         )
                 with gr.Accordion("Settings", open=False, elem_id="qa-settings"):
                     top_k = gr.Slider(
-                        1, 20, value=settings.top_k, step=1, label="Passages read per question",
-                        info="More passages: better recall, slower answers.",
+                        1, 20, value=settings.top_k, step=1, label="Passages searched per question",
+                        info="More passages: better recall; the reader reads closely only those it needs.",
                     )
                     threshold = gr.Slider(
                         0, 1, value=round(backend.default_threshold(), 3), step=0.01,

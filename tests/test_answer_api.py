@@ -44,14 +44,28 @@ def test_answer_quotes_the_document_with_offsets(engine: Engine) -> None:
 
 
 def test_an_unsure_answer_from_the_first_passages_sends_the_reader_on_to_the_rest(engine: Engine) -> None:
-    """The first two passages offer "British media" (one in three); the passage that names the
-    interviewer is ranked lower for this spelling, and reading it is what gets him."""
+    """Without screening: the first two passages offer "British media" (one in three); the passage
+    that names the interviewer is ranked lower for this spelling, and reading it is what gets him."""
+    unscreened = Engine(dataclasses.replace(engine.settings, screen_with="none"))
+    result = unscreened.answer("Who interviewed Zelenskyy?")
+    assert result.text in accepted_answers("Who interviewed Zelensky?"), (result.text, result.score)
+    assert result.passages_read == [0, 1, 2, 3] and len(result.hits) == 4
+    stop_at_threshold = Engine(dataclasses.replace(engine.settings, screen_with="none", read_more_below=0.0))
+    early = stop_at_threshold.answer("Who interviewed Zelenskyy?")
+    assert early.passages_read == [0, 1] and early.text == "British media"
+
+
+def test_the_fast_reader_screens_the_passages_so_the_accurate_one_reads_the_right_one(engine: Engine) -> None:
+    """By default the fast reader skims all four passages and the accurate one reads only the
+    one it picks: the passage naming the interviewer, though retrieval ranks it lower."""
+    assert engine.settings.reader == "accurate" and engine.settings.screen_with == "fast"
     result = engine.answer("Who interviewed Zelenskyy?")
     assert result.text in accepted_answers("Who interviewed Zelensky?"), (result.text, result.score)
-    assert result.passages_read == len(result.hits) == 4
-    stop_at_threshold = Engine(dataclasses.replace(engine.settings, read_more_below=0.0))
-    early = stop_at_threshold.answer("Who interviewed Zelenskyy?")
-    assert early.passages_read == 2 and early.text == "British media"
+    assert len(result.passages_read) == 1 and result.passages_read[0] >= 2
+    assert "Stuart Ramsay" in result.hits[result.passages_read[0]].passage.text
+    # the fast reader answers alone: nothing screens for it
+    assert engine.screener_for("fast") is None
+    assert engine.answer("Who interviewed Zelenskyy?", reader="fast").passages_read[:2] == [0, 1]
 
 
 def test_follow_up_reads_the_question_with_its_pronoun_resolved(engine: Engine) -> None:
@@ -167,6 +181,9 @@ def test_cli_ask_json(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "qa.cli", "ask", "   "], env=env, capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 2 and "empty" in done.stderr
+    done = subprocess.run([sys.executable, "-m", "qa.cli", "ask", "Who interviewed Zelensky?", "--screen-with", "slow"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2 and "QA_SCREEN_WITH='slow' names no shipped reader" in done.stderr, done.stderr
 
 
 def test_missing_reader_model_says_what_is_missing(tmp_path: Path) -> None:

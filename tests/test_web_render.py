@@ -140,6 +140,13 @@ def test_evidence_lists_hits_with_ranks_and_marks_answer_passage() -> None:
     # The answer is marked once in its passage (first occurrence, at the offsets), not in others.
     assert evidence.count("<mark>") == 1
     assert "Zelensky spoke to <mark>Sky News</mark>. Sky News aired it." in evidence
+    assert "not read closely" not in evidence
+    # Adaptive reading read the first passage only: the summary and the other passage say so.
+    ans.passages_read = [0]
+    evidence = web.render_evidence(ans)
+    assert evidence.startswith("<details><summary>Evidence (2 passages found, 1 read closely)</summary>")
+    assert evidence.count(" · not read closely") == 1
+    assert evidence.index("not read closely") > evidence.index("seeds/other.txt")
 
 
 def test_pdf_page_is_shown() -> None:
