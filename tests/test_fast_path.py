@@ -2,8 +2,8 @@
 
 What is asserted (no timings here; benchmarks/run.py measures speed):
 
-The seed-set comparisons use the fast reader (see `_engine`); the dev-F1 check uses the default
-(accurate) reader, and one ONNX check the accurate reader.
+The seed-set comparisons use the fast reader (see `_engine`), except the screening check; the
+dev-F1 check uses the default (accurate) reader, and one ONNX check the accurate reader.
 
 * the default path (bf16 models where the CPU has bf16 instructions, adaptive reading) gives the
   same final answer, source and offsets for all 60 seed questions (measured: 60 of 60), and a
