@@ -375,11 +375,11 @@ def worker_serve(args: dict) -> dict:
         engine.answer(q)
     rows = []
     windows = skimmed = 0
-    screener = engine.screener_for()
     for q in questions:
         a = engine.answer(q)
         windows += sum(engine.reader.count_windows(q, a.hits[i].passage.text) for i in a.passages_read)
-        if screener is not None and len(a.hits) > 1:
+        screener = engine.screener_for(passages=len(a.hits))
+        if screener is not None:
             skimmed += sum(screener.count_windows(q, h.passage.text) for h in a.hits)
         rows.append({
             "q": q, "text": a.text, "source": a.source, "start": a.start, "score": a.score,

@@ -143,12 +143,13 @@ class Engine:
                            s.quantize, s.model_cache_dir, accel.resolve_precision(s.precision, s.backend, s.quantize),
                            shipped)
 
-    def screener_for(self, shipped: str | None = None):
-        """The reader that skims the passages for the answering one (`reader_for(shipped)`), or None
-        when `screen_with` is "none" or names that same reader."""
+    def screener_for(self, shipped: str | None = None, passages: int = 2):
+        """The reader that skims `passages` passages for the answering one (`reader_for(shipped)`),
+        or None when `screen_with` is "none", names that same reader, or there is no choice to make
+        (one passage or none)."""
         s = self.settings
         answering = shipped or ("" if s.reader_model else s.reader)
-        if s.screen_with == "none" or s.screen_with == answering:
+        if s.screen_with == "none" or s.screen_with == answering or passages < 2:
             return None
         return self.reader_for(s.screen_with)
 
@@ -305,8 +306,8 @@ class Engine:
         retrieved = time.perf_counter()
         # once: the default may be read from the index folder
         threshold = self.threshold_for(reader) if threshold is None or threshold < 0 else threshold
-        spans, passages_read = self._read_adaptively(self.reader_for(reader), self.screener_for(reader), read_as,
-                                                     [h.passage.text for h in hits], threshold)
+        spans, passages_read = self._read_adaptively(self.reader_for(reader), self.screener_for(reader, len(hits)),
+                                                     read_as, [h.passage.text for h in hits], threshold)
         read_done = time.perf_counter()
         candidates: list[Answer] = []
         seen: set[tuple[str, int, int]] = set()
@@ -353,7 +354,7 @@ class Engine:
         Returns the spans, best first, and the indices of the passages the reader read.
         """
         bar = max(self.settings.read_more_below, threshold)
-        if screener is not None and len(texts) > 1:
+        if screener is not None:
             skimmed = screener.read(question, texts)
             pick = skimmed[0].text_index if skimmed else 0
             spans = [dataclasses.replace(s, text_index=pick) for s in reader.read(question, [texts[pick]])]
