@@ -312,3 +312,59 @@ def test_learning_curve_of_a_continued_run_goes_on_from_the_earlier_run(tmp_path
     rows = curve_rows(curve_points([first, second])).splitlines()
     assert rows == ["| 125 | 2,000 | 36.6 | 51.6 | 52.6 | 80.0 |", "| 250 | 4,000 | 44.7 | 59.7 | 60.7 | 80.0 |",
                     "| 380 | 6,080 | 48.0 | 63.0 | 64.0 | 80.0 |", "| 510 | 8,160 | 51.5 | 66.5 | 67.5 | 80.0 |"]
+
+
+def test_steps_within_budget_fill_the_time_left_at_the_measured_speed() -> None:
+    from qa.training.train import steps_within_budget
+
+    # 50 steps done in 60 s of a 5-minute budget at 10 steps/s: 2,400 more fit.
+    assert steps_within_budget(50, 60.0, 300.0, 10.0, planned=10_000) == 2_450
+    assert steps_within_budget(50, 60.0, 300.0, 10.0, planned=1_000) == 1_000  # never past the plan
+    assert steps_within_budget(50, 400.0, 300.0, 10.0, planned=1_000) == 51  # spent: one more, to checkpoint
+
+
+def _squad_file(path: Path, towns: range) -> None:
+    import gzip
+
+    articles = [{"title": f"Town {i}", "paragraphs": [{
+        "context": f"Town {i} was founded in {1800 + i} by a miller named Ada Brook {i}.",
+        "qas": [{"id": f"q{i}", "question": f"When was Town {i} founded?", "is_impossible": False,
+                 "answers": [{"text": str(1800 + i), "answer_start": len(f"Town {i} was founded in ")}]}]}]}
+        for i in towns]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wt", encoding="utf-8") as handle:
+        json.dump({"version": "v2.0", "data": articles}, handle)
+
+
+def test_a_time_budget_ends_the_run_early_with_its_learning_rate_decayed_and_resume_keeps_that_length(
+        tmp_path) -> None:
+    """A budget spent by the time the run has timed its steps leaves one more step: the run ends
+    there (not at the 4 planned passes), checkpointed, scored and saved, with the learning rate
+    at zero; --resume does not stretch it back to the plan."""
+    from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering
+
+    from qa.training.train import BUDGET_TIMED_STEPS, BUDGET_WARMUP_STEPS, main
+
+    tokenizer = AutoTokenizer.from_pretrained(base_model_path())
+    tiny = tmp_path / "tiny"
+    torch.manual_seed(0)
+    BertForQuestionAnswering(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
+                                        num_attention_heads=2, intermediate_size=64)).save_pretrained(tiny)
+    tokenizer.save_pretrained(tiny)
+    _squad_file(tmp_path / "data" / "train" / "towns.json.gz", range(40))
+    _squad_file(tmp_path / "data" / "dev" / "nq_qed_dev.json.gz", range(100, 105))
+    run = tmp_path / "run"
+    args = ["--data", str(tmp_path / "data"), "--out", str(run), "--base", str(tiny), "--batch-size", "2",
+            "--epochs", "4", "--time-budget", "0.0001", "--eval-every", "1000", "--dev-limit", "5",
+            "--log-every", "5", "--no-bf16", "--threads", "1"]
+    main(args)
+
+    state = torch.load(run / "checkpoint.pt", weights_only=False)
+    expected = BUDGET_WARMUP_STEPS + BUDGET_TIMED_STEPS + 1
+    assert (state["step"], state["total_steps"], state["budgeted"]) == (expected, expected, True)
+    assert state["optimizer"]["param_groups"][0]["lr"] == 0.0
+    assert [json.loads(line)["step"] for line in (run / "curve.jsonl").read_text().splitlines()] == [expected]
+    assert (run / "final" / "config.json").exists()
+
+    main(args + ["--resume"])
+    assert torch.load(run / "checkpoint.pt", weights_only=False)["step"] == expected

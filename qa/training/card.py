@@ -72,7 +72,7 @@ Started from {started_from}. {trained}. AdamW, learning
 rate {lr:g}, linear warm-up {warmup:.0%} then linear decay to zero, weight decay 0.01, batch {batch}, gradient
 clipping 1.0, {steps:,} steps ({seen} windows, {passes} passes over the weighted mix), word
 embeddings frozen. {precision_trained}, attention-probability dropout 0 (hidden
-dropout 0.1): {rate} windows/s on two CPU cores.
+dropout 0.1): {rate} windows/s on {hardware}.
 {history}Wall time {hours}.
 {averaging}{notes}
 Learning curve ({curve_n} `dev/nq_qed_dev` questions and {curve_n} held-out questions, gold paragraph,
@@ -168,6 +168,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--passes", default="2")
     parser.add_argument("--started-from", required=True, help="what the run started from, for the Training section")
     parser.add_argument("--rate", default="", help="windows per second achieved")
+    parser.add_argument("--hardware", default="two CPU cores", help="where it trained, for the Training section")
     parser.add_argument("--hours", default="")
     parser.add_argument("--history", default="", help="how the run was stopped and resumed, for the Training section")
     parser.add_argument("--averaging", default="",
@@ -193,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
         started_from=args.started_from, lr=run.lr, warmup=run.warmup,
         negative_rate=HARD_NEGATIVE_RATE, examples=f"{args.examples:,}", windows=f"{args.windows:,}",
         command=f"`{args.command}`", steps=args.steps, seen=f"{args.steps * run.batch_size:,}", passes=args.passes,
-        rate=args.rate, hours=args.hours, history=f"{args.history.strip()}\n" if args.history.strip() else "",
+        rate=args.rate, hardware=args.hardware, hours=args.hours, history=f"{args.history.strip()}\n" if args.history.strip() else "",
         averaging=f"\n{args.averaging.strip()}\n" if args.averaging.strip() else "",
         curve=curve_rows(points), curve_n=curve_size(points),
         precision_trained="bf16 autocast with fp32 master weights" if run.bf16 else "fp32 throughout",

@@ -150,6 +150,18 @@ def evaluate(model, tokenizer, examples: list[QAExample], max_length: int, strid
     return metrics
 
 
+#: Steps timed, after the first few (which warm up kernels and caches), before a --time-budget run
+#: fixes its length.
+BUDGET_WARMUP_STEPS = 10
+BUDGET_TIMED_STEPS = 40
+
+
+def steps_within_budget(step: int, elapsed_s: float, budget_s: float, steps_per_s: float, planned: int) -> int:
+    """How many steps the run takes in all so that, at the measured speed, it ends inside its time
+    budget: never more than planned, and at least one more (which checkpoints and scores the run)."""
+    return max(step + 1, min(planned, step + int(steps_per_s * max(0.0, budget_s - elapsed_s))))
+
+
 def atomic_torch_save(obj, path: Path) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(obj, tmp)
@@ -325,7 +337,8 @@ def train(args: argparse.Namespace) -> Path:
     while total_steps > len(schedule):
         passes += 1
         schedule = pass_schedule(windows, examples, passes, args.batch_size, args.seed, weights)
-    passes_run = total_steps / (len(schedule) / passes)  # --max-steps may end mid-pass
+    steps_per_pass = len(schedule) / passes
+    passes_run = total_steps / steps_per_pass  # --max-steps may end mid-pass
     schedule = schedule[:total_steps]
 
     params = [p for p in model.parameters() if p.requires_grad]
@@ -334,12 +347,17 @@ def train(args: argparse.Namespace) -> Path:
     assert len(decay) + len(no_decay) == len(params)
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}],
                                   lr=args.lr)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(args.warmup * total_steps), total_steps)
-
     step = 0
     checkpoint = out / "checkpoint.pt"
+    state = None
     if args.resume and checkpoint.exists():
         state = torch.load(checkpoint, weights_only=False, map_location=device)
+        if state.get("budgeted"):
+            total_steps = min(state["total_steps"], len(schedule))
+    # A --time-budget run plans its length once, from its own speed; a resumed one keeps that plan.
+    budget_unplanned = bool(args.time_budget) and not (state and state.get("budgeted"))
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(args.warmup * total_steps), total_steps)
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -358,7 +376,23 @@ def train(args: argparse.Namespace) -> Path:
     progress = tqdm(total=total_steps, initial=step, desc="train", mininterval=30)
     pad_id = tokenizer.pad_token_id or 0
     stop_at = min(args.stop_at or total_steps, total_steps)
+    timed_from = (step + BUDGET_WARMUP_STEPS, 0.0)
     while step < stop_at:
+        if budget_unplanned and step == timed_from[0]:
+            timed_from = (step, time.time())
+        if budget_unplanned and step == timed_from[0] + BUDGET_TIMED_STEPS:
+            steps_per_s = BUDGET_TIMED_STEPS / (time.time() - timed_from[1])
+            total_steps = steps_within_budget(step, time.time() - started, args.time_budget * 60, steps_per_s,
+                                              total_steps)
+            stop_at = min(args.stop_at or total_steps, total_steps)
+            # The same warm-up share and linear decay, now ending at the budget's last step.
+            scheduler = get_linear_schedule_with_warmup(optimizer, int(args.warmup * total_steps), total_steps,
+                                                        last_epoch=step - 1)
+            progress.total = total_steps
+            budget_unplanned = False
+            logger.info("time budget %g min: %.2f steps/s, so %d steps in all (%d windows, %.2f passes)",
+                        args.time_budget, steps_per_s, total_steps, total_steps * args.batch_size,
+                        total_steps / steps_per_pass)
         batch = {k: v.to(device) for k, v in collate(windows, schedule[step], pad_id).items()}
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
             loss = model(**batch).loss
@@ -381,7 +415,8 @@ def train(args: argparse.Namespace) -> Path:
                                          "windows_per_s": rate}) + "\n")
         if step % args.checkpoint_every == 0 or step in (total_steps, stop_at):
             atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                               "scheduler": scheduler.state_dict(), "step": step,
+                               "scheduler": scheduler.state_dict(), "step": step, "total_steps": total_steps,
+                               "budgeted": bool(args.time_budget) and not budget_unplanned,
                                "torch_rng": torch.get_rng_state()}, checkpoint)
         if step % args.eval_every == 0 or step in (total_steps, stop_at):
             point = {"step": step, "windows": step * args.batch_size,
@@ -440,6 +475,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="override a training file's share per pass (above 1 repeats it); give the same on --resume")
     parser.add_argument("--stop-at", type=int, default=0,
                         help="end this run at this step, checkpointed (the schedule still spans all steps; --resume goes on)")
+    parser.add_argument("--time-budget", type=float, default=0.0, metavar="MINUTES",
+                        help="size the run to end, learning rate decayed, after this many minutes of steps: it times "
+                             f"steps {BUDGET_WARMUP_STEPS}-{BUDGET_WARMUP_STEPS + BUDGET_TIMED_STEPS}, then takes as "
+                             "many as fit, at most what --epochs or --max-steps plan (evaluations come on top)")
     parser.add_argument("--resume", action="store_true")
     return parser
 
