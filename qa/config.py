@@ -19,9 +19,9 @@ SHIPPED_READERS = {
     "accurate": Path(__file__).parent / "models" / "accurate",
     "fast": Path(__file__).parent / "models" / "fast",
 }
-#: The reader answers come from unless QA_READER says otherwise: the accurate one, which after
-#: 46,400 windows beats the fast one wherever users meet it (seed set through answer(), NQ dev F1,
-#: held-out answer()-like F1, out-of-scope abstention; README, Status). `fast` reads ~5x quicker.
+#: The reader answers come from unless QA_READER says otherwise: the accurate one, which beats the
+#: fast one wherever users meet it (seed set through answer(), NQ dev F1, held-out answer()-like
+#: F1, out-of-scope abstention; README, Status). `fast` reads ~5x quicker.
 DEFAULT_READER = "accurate"
 
 

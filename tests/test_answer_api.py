@@ -44,15 +44,15 @@ def test_answer_quotes_the_document_with_offsets(engine: Engine) -> None:
 
 
 def test_an_unsure_answer_from_the_first_passages_sends_the_reader_on_to_the_rest(engine: Engine) -> None:
-    """Without screening: the first two passages offer "British media" (one in three); the passage
-    that names the interviewer is ranked lower for this spelling, and reading it is what gets him."""
+    """Without screening: the first two passages offer "British media" (at 0.48, under even odds);
+    the passage that names who spoke to him is ranked lower, and reading it is what gets him."""
     unscreened = Engine(dataclasses.replace(engine.settings, screen_with="none"))
-    result = unscreened.answer("Who interviewed Zelenskyy?")
+    result = unscreened.answer("Who spoke to Zelenskyy?")
     assert result.text in accepted_answers("Who interviewed Zelensky?"), (result.text, result.score)
     assert result.passages_read == [0, 1, 2, 3] and len(result.hits) == 4
     stop_at_threshold = Engine(dataclasses.replace(engine.settings, screen_with="none", read_more_below=0.0))
-    early = stop_at_threshold.answer("Who interviewed Zelenskyy?")
-    assert early.passages_read == [0, 1] and early.text == "British media"
+    early = stop_at_threshold.answer("Who spoke to Zelenskyy?")
+    assert early.passages_read == [0, 1] and early.text == "British media" and early.score < 0.5
 
 
 def test_the_fast_reader_screens_the_passages_so_the_accurate_one_reads_the_right_one(engine: Engine) -> None:
