@@ -376,12 +376,12 @@ def train(args: argparse.Namespace) -> Path:
     progress = tqdm(total=total_steps, initial=step, desc="train", mininterval=30)
     pad_id = tokenizer.pad_token_id or 0
     stop_at = min(args.stop_at or total_steps, total_steps)
-    timed_from = (step + BUDGET_WARMUP_STEPS, 0.0)
+    timing_from = step + BUDGET_WARMUP_STEPS
     while step < stop_at:
-        if budget_unplanned and step == timed_from[0]:
-            timed_from = (step, time.time())
-        if budget_unplanned and step == timed_from[0] + BUDGET_TIMED_STEPS:
-            steps_per_s = BUDGET_TIMED_STEPS / (time.time() - timed_from[1])
+        if budget_unplanned and step == timing_from:
+            timing_started = time.time()
+        if budget_unplanned and step == timing_from + BUDGET_TIMED_STEPS:
+            steps_per_s = BUDGET_TIMED_STEPS / (time.time() - timing_started)
             total_steps = steps_within_budget(step, time.time() - started, args.time_budget * 60, steps_per_s,
                                               total_steps)
             stop_at = min(args.stop_at or total_steps, total_steps)
