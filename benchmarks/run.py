@@ -626,8 +626,43 @@ def worker_accuracy(args: dict) -> dict:
     return out
 
 
+#: The matrix product timed as the machine's yardstick: one feed-forward layer of a 768-wide
+#: encoder (MPNet, the accurate reader's base) over a 256-token window.
+MATMUL_SHAPE = (256, 768, 3072)
+
+
+def worker_matmul(args: dict) -> dict:
+    """This machine's matrix-multiply throughput (GFLOP/s) in fp32 and, where native, bf16.
+
+    Readers spend most of their time in such products (about 80% for the accurate one), so
+    this figure says how fast a window can be here: it varies between days on a shared host
+    by as much as the answer() timings do, and puts runs of different days on one scale.
+    """
+    import torch
+
+    from qa import accel
+
+    rows, inner, outer = MATMUL_SHAPE
+    out = {"threads": torch.get_num_threads()}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        if name == "bf16" and not accel.native_bf16():
+            continue
+        a, b = torch.randn(rows, inner, dtype=dtype), torch.randn(inner, outer, dtype=dtype)
+        best = float("inf")
+        with torch.inference_mode():
+            for _ in range(5):
+                torch.mm(a, b)
+            for _ in range(5):  # the best of 5 rounds of 20: the machine's speed, not its hiccups
+                started = time.perf_counter()
+                for _ in range(20):
+                    torch.mm(a, b)
+                best = min(best, (time.perf_counter() - started) / 20)
+        out[f"{name}_gflops"] = 2 * rows * inner * outer / best / 1e9
+    return out
+
+
 WORKERS = {"build": worker_build, "assemble": worker_assemble, "serve": worker_serve, "ann": worker_ann,
-           "accuracy": worker_accuracy}
+           "accuracy": worker_accuracy, "matmul": worker_matmul}
 
 
 def config_environment(config: str) -> dict[str, str]:
@@ -712,6 +747,23 @@ def _skimmed(serve: dict) -> str:
     return f" (+ {skimmed:.1f})" if skimmed else ""
 
 
+def _machine_speed(m: dict) -> list[str]:
+    """The header line on matrix-multiply throughput at the start and end of the run, if measured."""
+    start, end = m.get("matmul_start"), m.get("matmul_end")
+    if not start:
+        return []
+    rows, inner, outer = MATMUL_SHAPE
+
+    def figures(r: dict) -> str:
+        return " / ".join(f"{r[k]:.0f}" for k in ("fp32_gflops", "bf16_gflops") if k in r)
+
+    kinds = " / ".join(k for k in ("fp32", "bf16") if f"{k}_gflops" in start)
+    return [f"**Machine speed:** matrix products ({rows}x{inner} by {inner}x{outer}, {start['threads']} threads), "
+            f"{kinds}: {figures(start)} GFLOP/s at the start" + (f", {figures(end)} at the end" if end else "")
+            + ". The readers spend most of their time in such products, so timings of runs on different "
+            "days compare in proportion to these figures.", ""]
+
+
 def render(results: dict) -> str:
     m = results["machine"]
     lines = [
@@ -725,6 +777,7 @@ def render(results: dict) -> str:
         f"sentence-transformers {m['sentence-transformers']}, onnxruntime {m['onnxruntime']}, bm25s {m['bm25s']}. "
         f"Load average at start: {m['load_before_run']:.2f}.",
         "",
+        *_machine_speed(m),
         "**Configurations** (environment): " + ", ".join(
             f"`{c}` = " + (" ".join(f"{k}={v}" for k, v in CONFIGS[c].items()) or "nothing set (the defaults)")
             for c in results["configs"]) + ".",
@@ -937,6 +990,7 @@ def main(argv: list[str] | None = None) -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     machine = machine_description()
+    machine["matmul_start"] = run_worker("matmul", {}, configs[0])
     log(f"machine: {machine}")
     if machine["load_before_run"] > 0.5:
         log(f"WARNING: load average {machine['load_before_run']:.2f}: timings will be disturbed")
@@ -1032,6 +1086,7 @@ def main(argv: list[str] | None = None) -> None:
         results["accuracy"][c] = run_worker("accuracy", {"corpus": str(work / f"size-{sizes[0]}" / "corpus"),
                                                          "index": str(index_of[(c, sizes[0])]), "n_dev": n_dev,
                                                          "questions": bench_questions[:200]}, c)
+    machine["matmul_end"] = run_worker("matmul", {}, configs[0])
     results["runtime_s"] = time.perf_counter() - started
     (work / "last-results.json").write_text(json.dumps(results, indent=1, default=str))
     text = render(results)
