@@ -57,11 +57,11 @@ BF16_MIN_COSINE = 0.999
 #: Seed questions answered from the first two passages alone (measured: 26 of 60 with the fast
 #: reader, 31 when any answer above the threshold stopped the reading).
 MIN_QUESTIONS_READ_BRIEFLY = 21
-#: Passages the accurate reader reads per seed question, on average, when the fast one screens
-#: them (measured: 1.3 of 4).
+#: Passages the accurate reader reads per seed question it answers without reading all four, on
+#: average, when the fast one screens them (measured: 1.1).
 MAX_SCREENED_PASSAGES_READ = 1.5
 #: Most seed-set F1 screening may cost against reading every passage (one question's worth;
-#: measured: +0.006).
+#: measured: +0.024, 0.868 against 0.844).
 SCREENING_MAX_F1_LOSS = 0.02
 #: Seed questions (of 60) whose final answer the fast default may change, each only for a better one.
 MAX_CHANGED_ANSWERS = 2
@@ -197,20 +197,27 @@ def test_fast_default_gives_the_same_final_answers(corpus: Path, plain: list) ->
 
 def test_screening_lets_the_accurate_reader_read_one_or_two_passages_for_the_same_answers(corpus: Path) -> None:
     """The default: the fast reader skims every passage, the accurate one reads the passage it
-    picks (and retrieval's first when unsure). Against the accurate reader reading all four seed
-    passages, measured: 1.3 passages read instead of 4, seed F1 0.840 against 0.844 (the reader
-    before, run 5: 0.850 against 0.844)."""
+    picks (and retrieval's first when unsure), and reads the rest only before abstaining.
+    Against the accurate reader reading all four seed passages, measured: 37 of 60 questions
+    answered from 1.1 passages instead of 4, seed F1 0.868 against 0.844."""
     screened = _engine(corpus, "plain", reader="accurate", read_first=Settings().read_first)
     assert screened.settings.screen_with == "fast" and screened.screener_for() is screened.reader_for("fast")
     everything = _engine(corpus, "plain", reader="accurate", screen_with="none")
     golds = [q["answers"] for q in _all_questions()]
     short = [screened.answer(q["question"]) for q in _all_questions()]
     full = [everything.answer(q["question"]) for q in _all_questions()]
-    assert all(len(a.hits) == 4 and 1 <= len(a.passages_read) <= 2 for a in short)
-    assert all(a.passages_read == [0, 1, 2, 3] for a in full)
-    assert np.mean([len(a.passages_read) for a in short]) <= MAX_SCREENED_PASSAGES_READ
+    assert all(len(a.hits) == 4 for a in short) and all(a.passages_read == [0, 1, 2, 3] for a in full)
+    brief = [a for a in short if len(a.passages_read) <= 2]
+    assert all(not a.abstained for a in brief)
+    assert np.mean([len(a.passages_read) for a in brief]) <= MAX_SCREENED_PASSAGES_READ
     # a second passage is read only after an unsure answer, and it is retrieval's first
-    assert all(a.passages_read[1] == 0 and a.alternatives for a in short if len(a.passages_read) == 2)
+    assert all(a.passages_read[1] == 0 and a.alternatives for a in brief if len(a.passages_read) == 2)
+    # otherwise the reader reads on, the pick and retrieval's first before the rest, and abstains
+    # only then: the 16 out-of-scope questions and 5 others; 2 answers turn up only that late
+    # ("a ceasefire", 0.47, in the third passage it read)
+    rest = [a for a in short if len(a.passages_read) > 2]
+    assert all(sorted(a.passages_read) == [0, 1, 2, 3] and 0 in a.passages_read[:2] for a in rest)
+    assert sum(a.abstained for a in rest) >= 16 and any(not a.abstained for a in rest)
     assert _seed_f1(short, golds) >= _seed_f1(full, golds) - SCREENING_MAX_F1_LOSS
 
 
