@@ -434,6 +434,21 @@ def test_seed_questions_are_verbatim_and_balanced():
             assert len(gold.split()) <= 12, gold
 
 
+def test_heldout_seed_questions_are_verbatim_and_new():
+    """The held-out set checks that the seed-set figures carry over to questions nobody tuned on:
+    its golds are the article's own words and none of its questions repeats a seed-set one."""
+    article = _seed_article().read_text(encoding="utf-8")
+    items = load_items(ROOT / "eval" / "seed_heldout_questions.jsonl")
+    seen = {i.question.casefold() for i in load_items(ROOT / "eval" / "seed_questions.jsonl")}
+    assert len(items) == 45 and len({i.id for i in items}) == 45
+    assert sum(not i.answerable for i in items) == 10
+    for item in items:
+        assert item.question.casefold() not in seen, item.question
+        assert item.answerable == (not item.kind.startswith("unanswerable")), item.question
+        for gold in item.answers:
+            assert gold in article, (item.question, gold)
+
+
 # --- end to end on the real engine -----------------------------------------------------------
 
 
