@@ -158,44 +158,32 @@ def serve(
                      read_first=read_first, read_more_below=read_more_below, screen_with=screen_with)))
 
 
-@app.command(name="eval", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def evaluate(ctx: typer.Context) -> None:
-    """Run a question set end to end and explain every miss (see `qa eval --help`)."""
-    from qa.evaluation.cli import main
+def _hand_over(name: str, module: str, summary: str) -> None:
+    """Register `qa NAME`, which hands every argument, `--help` included, to `module.main`.
 
-    raise typer.Exit(main(list(ctx.args)))
+    These tools keep their own argparse parsers (they also run as `python -m ...`), so typer
+    must not answer `--help` itself: it would list no options at all.
+    """
 
+    def command(ctx: typer.Context) -> None:
+        import importlib
 
-@app.command(name="train-reader", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def train_reader(ctx: typer.Context) -> None:
-    """Fine-tune the extractive reader (hours on a CPU; see `qa train-reader --help`)."""
-    from qa.training.train import main
+        status = importlib.import_module(module).main(list(ctx.args), prog=f"qa {name}")
+        raise typer.Exit(status or 0)
 
-    main(list(ctx.args))
-
-
-@app.command(name="export-reader", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def export_reader(ctx: typer.Context) -> None:
-    """Write a trained reader's delta weights into the package."""
-    from qa.training.export import main
-
-    main(list(ctx.args))
+    command.__doc__ = summary
+    app.command(name=name, add_help_option=False,
+                context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(command)
 
 
-@app.command(name="average-readers", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def average_readers(ctx: typer.Context) -> None:
-    """Average the weights of trained readers of one architecture (a model soup)."""
-    from qa.training.average import main
-
-    main(list(ctx.args))
-
-
-@app.command(name="calibrate-reader", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def calibrate_reader(ctx: typer.Context) -> None:
-    """Fit score calibration and the abstention threshold on held-out questions."""
-    from qa.training.calibrate import main
-
-    main(list(ctx.args))
+_hand_over("eval", "qa.evaluation.cli", "Run a question set end to end and explain every miss (see `qa eval --help`).")
+_hand_over("train-reader", "qa.training.train",
+           "Fine-tune the extractive reader (hours on a CPU; see `qa train-reader --help`).")
+_hand_over("export-reader", "qa.training.export", "Write a trained reader's delta weights into the package.")
+_hand_over("average-readers", "qa.training.average",
+           "Average the weights of trained readers of one architecture (a model soup).")
+_hand_over("calibrate-reader", "qa.training.calibrate",
+           "Fit score calibration and the abstention threshold on held-out questions.")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -186,6 +186,20 @@ def test_cli_ask_json(tmp_path: Path) -> None:
     assert done.returncode == 2 and "QA_SCREEN_WITH='slow' names no shipped reader" in done.stderr, done.stderr
 
 
+@pytest.mark.parametrize(("command", "option"), [
+    ("eval", "--fail-under-f1"), ("train-reader", "--lora-rank"), ("export-reader", "--out"),
+    ("average-readers", "--weights"), ("calibrate-reader", "--holdout"),
+])
+def test_cli_tools_show_their_own_options_under_help(command: str, option: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "qa.cli", command, "--help"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"usage: qa {command} ") and option in done.stdout, done.stdout
+    done = subprocess.run([sys.executable, "-m", "qa.cli", command, "--no-such-flag"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2 and f"qa {command}: error:" in done.stderr, done.stderr
+
+
 def test_missing_reader_model_says_what_is_missing(tmp_path: Path) -> None:
     from qa.models import ModelNotAvailableError
     from qa.reader import Reader

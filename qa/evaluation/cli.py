@@ -13,9 +13,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_SET = Path("eval") / "seed_questions.jsonl"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m qa.evaluation") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m qa.evaluation",
+        prog=prog,
         description="Evaluate answers, abstentions, retrieval, calibration and speed on a question set.",
     )
     parser.add_argument("file", nargs="?", default=str(DEFAULT_SET),
@@ -95,9 +95,9 @@ def eval_command(
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m qa.evaluation") -> int:
     """Parse `argv` (default: sys.argv[1:]) and run; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    args = build_parser(prog).parse_args(argv)
     if not logging.getLogger().handlers:
         from qa.config import Settings
         from qa.logs import configure_logging

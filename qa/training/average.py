@@ -139,8 +139,8 @@ def average_lora_readers(folders: list[Path], out: Path, weights: list[float] | 
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     parser.add_argument("readers", type=Path, nargs="+",
                         help="saved reader folders (e.g. ~/.cache/qa-reader-v3/final), or exported LoRA readers "
                              "(folders with delta.safetensors, e.g. qa/models/accurate)")

@@ -250,12 +250,12 @@ def calibrate(reader_name: str, holdout: list[QAExample], dev: list[QAExample], 
     return report
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     import tempfile
 
     from qa.training.train import load_holdout
 
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     parser.add_argument("--holdout", type=Path, required=True, help="holdout.jsonl written by training")
     parser.add_argument("--data", type=Path, required=True, help="folder with dev/nq_qed_dev.json.gz")
     parser.add_argument("--reader", default="", help="reader model folder to calibrate (default: a shipped one)")

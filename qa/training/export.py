@@ -111,8 +111,8 @@ def write_checksums(out: Path) -> dict[str, int]:
     return sizes
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     parser.add_argument("source", type=Path, help="trained model folder or training folder with checkpoint.pt")
     parser.add_argument("--out", type=Path, default=None,
                         help="reader folder to write (default: the shipped reader of the run's base)")

@@ -438,8 +438,8 @@ def train(args: argparse.Namespace) -> Path:
     return final
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__)
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     parser.add_argument("--data", required=True, help="folder with train/ and dev/ SQuAD-v2 files")
     parser.add_argument("--out", required=True, help="folder for checkpoints, logs and the final model")
     parser.add_argument("--base", default="minilm",
@@ -483,8 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    args = build_parser(prog).parse_args(argv)
     configure_logging("INFO", timestamps=True)
     train(args)
 
