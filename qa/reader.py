@@ -21,7 +21,7 @@ import numpy as np
 
 from qa import accel, models
 from qa.config import DEFAULT_READER, SHIPPED_READERS
-from qa.spans import best_span, complete_noun_phrase, question_nouns
+from qa.spans import best_span, complete_noun_phrase, question_nouns, whole_words
 
 logger = logging.getLogger(__name__)
 
@@ -274,7 +274,9 @@ class Reader:
         """Best span per text (texts without any context token are left out), best first.
 
         A span that stops just before the noun a "what X" question names ("hot" where the text
-        says "hot phase") is widened over it: see `complete_noun_phrase`.
+        says "hot phase") is widened over it (`complete_noun_phrase`), and one that cuts a word,
+        address or number ("billing@northwind" of "billing@northwind.example") over the rest of
+        it (`whole_words`).
         """
         texts_idx = [i for i, t in enumerate(texts) if t.strip()]
         if not texts_idx:
@@ -302,11 +304,11 @@ class Reader:
             if sample not in best or margin > best[sample][2]:
                 best[sample] = (span.start_char, span.end_char, margin)
         nouns = question_nouns(question)
-        results = [
-            SpanResult(texts_idx[s], start, complete_noun_phrase(nouns, texts[texts_idx[s]], start, end), margin,
-                       self.calibration.probability(margin))
-            for s, (start, end, margin) in best.items()
-        ]
+        results = []
+        for s, (start, end, margin) in best.items():
+            text = texts[texts_idx[s]]
+            start, end = whole_words(text, start, complete_noun_phrase(nouns, text, start, end))
+            results.append(SpanResult(texts_idx[s], start, end, margin, self.calibration.probability(margin)))
         return sorted(results, key=lambda r: -r.margin)
 
     def count_windows(self, question: str, text: str) -> int:

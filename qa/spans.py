@@ -2,7 +2,8 @@
 
 Shared by the reader at inference time and by training-time evaluation, so both
 score answers the same way. The reader also widens a span over the noun its question
-names (`complete_noun_phrase`); training-time scores leave the model's span as it is.
+names (`complete_noun_phrase`) and over the rest of a word it cuts (`whole_words`);
+training-time scores leave the model's span as it is.
 """
 
 from __future__ import annotations
@@ -109,3 +110,34 @@ def complete_noun_phrase(nouns: frozenset[str], text: str, start: int, end: int)
         end = following.end()
         nouns = nouns - {key}
     return end
+
+
+#: Characters that join the parts of one "word" when letters or digits stand on both sides:
+#: e-mail addresses, host names, paths, times and decimals.
+_JOINERS = frozenset("@._/:")
+
+
+def _joined(text: str, i: int) -> bool:
+    """Whether text[i - 1] and text[i] belong to one word."""
+    before, after = text[i - 1], text[i]
+    if before.isalnum() and after.isalnum():
+        return True
+    if after in _JOINERS:
+        return before.isalnum() and i + 1 < len(text) and text[i + 1].isalnum()
+    return before in _JOINERS and i >= 2 and text[i - 2].isalnum() and after.isalnum()
+
+
+def whole_words(text: str, start: int, end: int) -> tuple[int, int]:
+    """The span widened so that it does not cut a word, address or number in two.
+
+    Sub-word tokenisers let a reader stop inside "billing@northwind.example" (after "northwind")
+    or "10:30"; a person expects the whole. Hyphens and apostrophes do not join: "pro-Putin" may
+    rightly give "Putin", "Kyiv's control" "Kyiv".
+    """
+    if start >= end:
+        return start, end
+    while end < len(text) and _joined(text, end):
+        end += 1
+    while start > 0 and _joined(text, start):
+        start -= 1
+    return start, end

@@ -139,6 +139,9 @@ EVERYDAY = [
      {"room 4B", "room 4B on the second floor", "in room 4B"}),
     ("Who is bringing the cake?", "Anna is bringing the cake on Saturday.", {"Anna"}),
     ("What is the Wi-Fi password?", "The guest Wi-Fi password is sunflower42.", {"sunflower42"}),
+    # the reader stops inside the address ("billing@northwind"); the answer takes in the rest
+    ("Where should invoices be sent?", "Send invoices to billing@northwind.example by the 25th of each month.",
+     {"billing@northwind.example"}),
 ]
 
 

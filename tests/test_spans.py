@@ -1,10 +1,10 @@
-"""Answer spans end on the noun a "what X" / "which X" question asks for."""
+"""Answer spans end on the noun a "what X" / "which X" question asks for, and never cut a word in two."""
 
 from __future__ import annotations
 
 import pytest
 
-from qa.spans import complete_noun_phrase, question_nouns
+from qa.spans import complete_noun_phrase, question_nouns, whole_words
 
 
 @pytest.mark.parametrize(
@@ -61,3 +61,39 @@ def test_a_two_word_noun_is_taken_in_whole() -> None:
 )
 def test_other_spans_are_left_alone(question: str, text: str, span: str) -> None:
     assert _complete(question, text, span) == span
+
+
+def _widen(text: str, span: str) -> str:
+    start = text.index(span)
+    start, end = whole_words(text, start, start + len(span))
+    return text[start:end]
+
+
+@pytest.mark.parametrize(
+    ("text", "span", "whole"),
+    [
+        ("Send invoices to billing@northwind.example by the 25th.", "billing@northwind", "billing@northwind.example"),
+        ("Send invoices to billing@northwind.example by the 25th.", "northwind.example", "billing@northwind.example"),
+        ("The notes are on wiki.example.org/team/notes today.", "example.org", "wiki.example.org/team/notes"),
+        ("The meeting starts at 10:30 sharp.", "10", "10:30"),
+        ("It costs 3.50 euros.", "3", "3.50"),
+        ("The router is a Harbour5G model.", "Harbour", "Harbour5G"),
+    ],
+)
+def test_a_span_that_cuts_a_word_takes_in_the_whole_word(text: str, span: str, whole: str) -> None:
+    assert _widen(text, span) == whole
+
+
+@pytest.mark.parametrize(
+    ("text", "span"),
+    [
+        ("The bakery opens at seven.", "seven"),  # a full stop ends the sentence, not a word
+        ("Ask the U.S. embassy.", "U.S"),
+        ("He leads a pro-Putin party.", "Putin"),  # hyphens and apostrophes do not join
+        ("Areas under Kyiv's control.", "Kyiv"),
+        ('Putin will not "return" to seize land.', "return"),
+        ("Call 0161 496 0723 now.", "0161 496 0723"),
+    ],
+)
+def test_spans_on_word_boundaries_are_left_alone(text: str, span: str) -> None:
+    assert _widen(text, span) == span
