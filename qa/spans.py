@@ -127,17 +127,26 @@ def _joined(text: str, i: int) -> bool:
     return before in _JOINERS and i >= 2 and text[i - 2].isalnum() and after.isalnum()
 
 
+#: How far `whole_words` widens a span on each side: text extracted without spaces (some PDFs
+#: run a whole line together) is not one word to take in.
+MAX_WORD_REST = 40
+
+
 def whole_words(text: str, start: int, end: int) -> tuple[int, int]:
     """The span widened so that it does not cut a word, address or number in two.
 
     Sub-word tokenisers let a reader stop inside "billing@northwind.example" (after "northwind")
     or "10:30"; a person expects the whole. Hyphens and apostrophes do not join: "pro-Putin" may
-    rightly give "Putin", "Kyiv's control" "Kyiv".
+    rightly give "Putin", "Kyiv's control" "Kyiv". An edge whose word goes on for more than
+    `MAX_WORD_REST` characters stays where it is.
     """
     if start >= end:
         return start, end
-    while end < len(text) and _joined(text, end):
-        end += 1
-    while start > 0 and _joined(text, start):
-        start -= 1
-    return start, end
+    new_end = end
+    while new_end < len(text) and new_end - end <= MAX_WORD_REST and _joined(text, new_end):
+        new_end += 1
+    new_start = start
+    while new_start > 0 and start - new_start <= MAX_WORD_REST and _joined(text, new_start):
+        new_start -= 1
+    return (start if start - new_start > MAX_WORD_REST else new_start,
+            end if new_end - end > MAX_WORD_REST else new_end)

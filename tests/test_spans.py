@@ -93,6 +93,9 @@ def test_a_span_that_cuts_a_word_takes_in_the_whole_word(text: str, span: str, w
         ("Areas under Kyiv's control.", "Kyiv"),
         ('Putin will not "return" to seize land.', "return"),
         ("Call 0161 496 0723 now.", "0161 496 0723"),
+        # text run together without spaces (as some PDFs extract) is not one word to take in
+        ("TheboilerinthecellarwaslastservicedonthetwelfthofMarch2026byJenkins"
+         "HeatingofMillLaneandthenextannualserviceisdueinMarch2027.", "Jenkins"),
     ],
 )
 def test_spans_on_word_boundaries_are_left_alone(text: str, span: str) -> None:
