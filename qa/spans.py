@@ -142,11 +142,14 @@ def whole_words(text: str, start: int, end: int) -> tuple[int, int]:
     """
     if start >= end:
         return start, end
-    new_end = end
-    while new_end < len(text) and new_end - end <= MAX_WORD_REST and _joined(text, new_end):
-        new_end += 1
-    new_start = start
-    while new_start > 0 and start - new_start <= MAX_WORD_REST and _joined(text, new_start):
-        new_start -= 1
-    return (start if start - new_start > MAX_WORD_REST else new_start,
-            end if new_end - end > MAX_WORD_REST else new_end)
+    return _word_edge(text, start, -1), _word_edge(text, end, 1)
+
+
+def _word_edge(text: str, edge: int, step: int) -> int:
+    """`edge` moved by `step` while it cuts a word, or left alone if that takes too far."""
+    moved = edge
+    while 0 < moved < len(text) and _joined(text, moved):
+        moved += step
+        if abs(moved - edge) > MAX_WORD_REST:
+            return edge
+    return moved

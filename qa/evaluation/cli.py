@@ -11,9 +11,10 @@ from qa.config import DEFAULT_READER, SHIPPED_READERS
 logger = logging.getLogger(__name__)
 
 DEFAULT_SET = Path("eval") / "seed_questions.jsonl"
+PROG = "python -m qa.evaluation"
 
 
-def build_parser(prog: str = "python -m qa.evaluation") -> argparse.ArgumentParser:
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Evaluate answers, abstentions, retrieval, calibration and speed on a question set.",
@@ -95,7 +96,7 @@ def eval_command(
     return 0
 
 
-def main(argv: list[str] | None = None, prog: str = "python -m qa.evaluation") -> int:
+def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     """Parse `argv` (default: sys.argv[1:]) and run; returns the exit status."""
     args = build_parser(prog).parse_args(argv)
     if not logging.getLogger().handlers:
