@@ -54,7 +54,8 @@ from {base}, for the `qa` package. It runs offline on a CPU.
 Every file of `../shared/data/qa/train/` (SQuAD-v2 layout; origins and licences in that folder's
 README): SQuADShifts wiki/reddit/amazon (CC BY 4.0), NQ-QED (CC BY-SA 3.0), part of the SQuAD 2.0
 dev set (CC BY-SA 4.0), PolicyQA (MIT), FriendsQA and Molweni (Apache-2.0), TweetQA (CC BY-SA 4.0),
-COVID-QA (Apache-2.0) and Adversarial SQuAD AddSent (MIT over CC BY-SA 4.0).
+COVID-QA (Apache-2.0), Adversarial SQuAD AddSent (MIT over CC BY-SA 4.0) and, where the mix below
+lists it, the SQuAD v1.0 training set (CC BY-SA 4.0).
 - Weighted, not capped: each pass draws a fresh seeded share of every file's questions
   ({weights}; every other file whole; above 100% a file is repeated), so over several passes
   every question is seen.
@@ -65,7 +66,7 @@ COVID-QA (Apache-2.0) and Adversarial SQuAD AddSent (MIT over CC BY-SA 4.0).
 - Held out: paragraphs whose SHA-1 falls in the first 4% (all files), for calibration and
   threshold tuning. `dev/nq_qed_dev` was used for model selection checks only.
 - In all {examples} examples, {windows} windows of at most 256 tokens (stride 128, as at inference).
-
+{mix}
 ## Training
 {command}
 Started from {started_from}. {trained}. AdamW, learning
@@ -145,6 +146,37 @@ def curve_size(points: list[dict]) -> int:
     return points[0]["dev"].get("n", 400)
 
 
+def mix_table(run: Path, weights: dict[str, float], seed: int) -> str:
+    """Windows per source in one pass over the weighted mix (the first pass's draw; later passes draw
+    other questions in the same shares), from the run's cached windows; empty if it has none."""
+    import torch
+
+    from qa.training.data import pass_selection
+
+    cached = run / "windows.pt"
+    if not cached.exists():
+        return ""
+    saved = torch.load(cached, weights_only=False)
+    windows, examples = saved["windows"], saved["examples"]
+    chosen = pass_selection(examples, 0, seed, weights)
+    every: dict[str, int] = {}
+    per_pass: dict[str, list[int]] = {}
+    for window in windows:
+        source = examples[window.example].source
+        every[source] = every.get(source, 0) + 1
+        counts = per_pass.setdefault(source, [0, 0])
+        counts[0] += chosen[window.example]
+        counts[1] += chosen[window.example] if window.start_position == 0 else 0
+    total = sum(c[0] for c in per_pass.values())
+    rows = [f"| {source} | {weights.get(source, 1.0):.0%} | {every[source]:,} | {n:,} | {n / total:.1%} | {neg:,} |"
+            for source, (n, neg) in sorted(per_pass.items())]
+    return ("\nThe mix, one pass (windows; \"no answer\" counts the windows without the answer: hard negatives, "
+            "unanswerable questions, answer-less windows of long contexts):\n\n"
+            "| source | weight | windows in all | windows per pass | share | of them no answer |\n"
+            "|---|---:|---:|---:|---:|---:|\n" + "\n".join(rows) + f"\n| all | | {sum(every.values()):,} | {total:,} | | "
+            f"{sum(c[1] for c in per_pass.values()):,} |\n")
+
+
 def run_arguments(command: str) -> argparse.Namespace:
     """The training run's settings (learning rate, warm-up, weights), read from its own command line."""
     from qa.training.train import build_parser
@@ -192,6 +224,7 @@ def main(argv: list[str] | None = None) -> None:
         weights=", ".join(f"{name} {share:.0%}" for name, share in sorted(source_weights(run.weight).items())
                           if share != 1.0),
         started_from=args.started_from, lr=run.lr, warmup=run.warmup,
+        mix=mix_table(args.run[-1], source_weights(run.weight), run.seed),
         negative_rate=HARD_NEGATIVE_RATE, examples=f"{args.examples:,}", windows=f"{args.windows:,}",
         command=f"`{args.command}`", steps=args.steps, seen=f"{args.steps * run.batch_size:,}", passes=args.passes,
         rate=args.rate, hardware=args.hardware, hours=args.hours,

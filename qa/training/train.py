@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import random
+import shutil
 import time
 from pathlib import Path
 
@@ -71,12 +72,15 @@ def length_grouped_batches(windows: list[TrainWindow], batch_size: int, seed: in
 
 
 def pass_schedule(windows: list[TrainWindow], examples: list[QAExample], passes: int, batch_size: int,
-                  seed: int, weights: dict[str, float] | None = None) -> list[list[int]]:
-    """Batches of window indices for `passes` passes, each over that pass's weighted draw of the mix."""
+                  seed: int, weights: dict[str, float] | None = None,
+                  allowed: np.ndarray | None = None) -> list[list[int]]:
+    """Batches of window indices for `passes` passes, each over that pass's weighted draw of the mix
+    (only the `allowed` windows, when given: those a teacher has read)."""
     schedule: list[list[int]] = []
     for pass_index in range(passes):
         chosen = pass_selection(examples, pass_index, seed, weights)
-        subset = [k for k, w in enumerate(windows) for _ in range(chosen[w.example])]
+        subset = [k for k, w in enumerate(windows) for _ in range(chosen[w.example])
+                  if allowed is None or allowed[k]]
         schedule += length_grouped_batches(windows, batch_size, seed + pass_index, subset)
     return schedule
 
@@ -100,6 +104,42 @@ def collate(windows: list[TrainWindow], indices: list[int], pad_id: int = 0) -> 
     batch["start_positions"] = torch.tensor([windows[k].start_position for k in indices])
     batch["end_positions"] = torch.tensor([windows[k].end_position for k in indices])
     return batch
+
+
+def span_loss(start_logits: torch.Tensor, end_logits: torch.Tensor, batch: dict[str, torch.Tensor],
+              teacher: dict[str, torch.Tensor] | None = None, soft_weight: float = 0.0,
+              temperature: float = 1.0) -> torch.Tensor:
+    """Cross-entropy on the gold start/end, mixed per window with the teacher's soft distributions.
+
+    A window the teacher read has loss (1 - w) * hard + w * T^2 * soft, where soft is the
+    cross-entropy between the teacher's start/end distributions at temperature T (its top-k
+    positions, renormalised) and the student's; the T^2 keeps the soft gradients on the hard
+    ones' scale (Hinton et al., 2015). Windows without a teacher target learn from the gold span.
+    """
+    import torch.nn.functional as F
+
+    width = start_logits.shape[1]
+    hard = (F.cross_entropy(start_logits.float(), batch["start_positions"].clamp(0, width - 1), reduction="none")
+            + F.cross_entropy(end_logits.float(), batch["end_positions"].clamp(0, width - 1), reduction="none")) / 2
+    if teacher is None or soft_weight <= 0:
+        return hard.mean()
+    soft = torch.zeros_like(hard)
+    for logits, name in ((start_logits, "start"), (end_logits, "end")):
+        positions, values = teacher[f"{name}_positions"], teacher[f"{name}_logits"]
+        kept = positions >= 0
+        target = torch.softmax(torch.where(kept, values / temperature, torch.tensor(float("-inf"))), dim=-1)
+        log_student = torch.log_softmax(logits.float() / temperature, dim=-1).gather(1, positions.clamp(min=0))
+        soft = soft - (target.nan_to_num(0.0) * torch.where(kept, log_student, 0.0)).sum(-1) / 2
+    taught = teacher["start_positions"][:, 0] >= 0
+    mixed = torch.where(taught, (1 - soft_weight) * hard + soft_weight * temperature ** 2 * soft, hard)
+    return mixed.mean()
+
+
+def teacher_batch(targets, indices: list[int]) -> dict[str, torch.Tensor]:
+    """The teacher's top-k targets for these windows, as tensors."""
+    return {name: torch.from_numpy(np.asarray(getattr(targets, name)[indices]).astype(
+                np.int64 if name.endswith("positions") else np.float32))
+            for name in ("start_positions", "start_logits", "end_positions", "end_logits")}
 
 
 @torch.inference_mode()
@@ -278,6 +318,11 @@ def trainable_count(model) -> tuple[int, int]:
 def load_windows(args: argparse.Namespace, tokenizer, out: Path) -> tuple[list[TrainWindow], list[QAExample]]:
     """Training windows and their examples, tokenised once and cached in the run folder."""
     windows_file = out / "windows.pt"
+    if getattr(args, "teacher", "") and not windows_file.exists():
+        # A distilled run trains on exactly the windows its teacher read.
+        teacher_dir = Path(args.teacher).expanduser()
+        for name in ("windows.pt", "holdout.jsonl"):
+            shutil.copyfile(teacher_dir / name, out / name)
     if windows_file.exists():
         cached = torch.load(windows_file, weights_only=False)
         logger.info("loaded %d cached training windows", len(cached["windows"]))
@@ -322,7 +367,9 @@ def train(args: argparse.Namespace) -> Path:
 
     (out / "run.json").write_text(json.dumps({"base": args.base, "lora_rank": args.lora_rank,
                                               "lora_alpha": args.lora_alpha or 2 * args.lora_rank,
-                                              "max_length": args.max_length, "stride": args.stride}, indent=1) + "\n")
+                                              "max_length": args.max_length, "stride": args.stride,
+                                              "teacher": args.teacher, "soft_weight": args.soft_weight,
+                                              "temperature": args.temperature}, indent=1) + "\n")
     windows, examples = load_windows(args, tokenizer, out)
     sample = random.Random(EVAL_SAMPLE_SEED)
     dev = load_squad(Path(args.data, "dev", "nq_qed_dev.json.gz"))
@@ -330,13 +377,24 @@ def train(args: argparse.Namespace) -> Path:
     holdout = load_holdout(out / "holdout.jsonl")
     holdout = sample.sample(holdout, min(args.dev_limit, len(holdout)))
 
+    targets, allowed = None, None
+    if args.teacher:
+        from qa.training.targets import load_targets
+
+        targets = load_targets(args.teacher, len(windows), args.teacher_top_k)
+        if targets is None:
+            raise SystemExit(f"{args.teacher} holds no teacher shards yet: run `qa teacher-targets` first")
+        allowed = targets.start_positions[:, 0] >= 0 if args.only_taught else None
+        logger.info("teacher %s: %d of %d windows have targets; soft weight %g, temperature %g%s", args.teacher,
+                    int((targets.start_positions[:, 0] >= 0).sum()), len(windows), args.soft_weight,
+                    args.temperature, ", training on those only" if args.only_taught else "")
     passes = math.ceil(args.epochs)
     weights = source_weights(args.weight)
-    schedule = pass_schedule(windows, examples, passes, args.batch_size, args.seed, weights)
+    schedule = pass_schedule(windows, examples, passes, args.batch_size, args.seed, weights, allowed)
     total_steps = args.max_steps or round(len(schedule) / passes * args.epochs)
     while total_steps > len(schedule):
         passes += 1
-        schedule = pass_schedule(windows, examples, passes, args.batch_size, args.seed, weights)
+        schedule = pass_schedule(windows, examples, passes, args.batch_size, args.seed, weights, allowed)
     steps_per_pass = len(schedule) / passes
     passes_run = total_steps / steps_per_pass  # --max-steps may end mid-pass
     schedule = schedule[:total_steps]
@@ -394,8 +452,14 @@ def train(args: argparse.Namespace) -> Path:
                         args.time_budget, steps_per_s, total_steps, total_steps * args.batch_size,
                         total_steps / steps_per_pass)
         batch = {k: v.to(device) for k, v in collate(windows, schedule[step], pad_id).items()}
+        gold = {k: batch.pop(k) for k in ("start_positions", "end_positions")}
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
-            loss = model(**batch).loss
+            out_logits = model(**batch)
+        taught = None
+        if targets is not None:
+            taught = {k: v.to(device) for k, v in teacher_batch(targets, schedule[step]).items()}
+        loss = span_loss(out_logits.start_logits, out_logits.end_logits, gold, taught, args.soft_weight,
+                         args.temperature)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
@@ -479,6 +543,16 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         help="size the run to end, learning rate decayed, after this many minutes of steps: it times "
                              f"steps {BUDGET_WARMUP_STEPS}-{BUDGET_WARMUP_STEPS + BUDGET_TIMED_STEPS}, then takes as "
                              "many as fit, at most what --epochs or --max-steps plan (evaluations come on top)")
+    parser.add_argument("--teacher", default="",
+                        help="distil: a folder of teacher targets (`qa teacher-targets --out`), whose windows this run "
+                             "trains on")
+    parser.add_argument("--soft-weight", type=float, default=0.5,
+                        help="with --teacher: share of the loss from the teacher's soft start/end distributions "
+                             "(0: gold spans only, 1: teacher only)")
+    parser.add_argument("--temperature", type=float, default=2.0, help="with --teacher: softmax temperature")
+    parser.add_argument("--teacher-top-k", type=int, default=16, help="with --teacher: positions used per window")
+    parser.add_argument("--only-taught", action="store_true",
+                        help="with --teacher: train only on windows the teacher has read so far")
     parser.add_argument("--resume", action="store_true")
     return parser
 
