@@ -25,7 +25,8 @@ import threading
 import time
 from pathlib import Path
 
-from run import log, pct, write_section
+from harness import log, pct
+from report import write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))

@@ -45,16 +45,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from run import (
-    _cache_path,
-    load_cache,
-    load_contexts_and_questions,
-    log,
-    pct,
-    save_cache,
-    text_key,
-    write_section,
-)
+from corpora import load_contexts_and_questions
+from harness import log, pct, text_key
+from report import write_section
+from vector_cache import cache_path, load_cache, save_cache
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -126,7 +120,7 @@ def make_corpus(passages: int, queries: int, seed: int = 7) -> Corpus:
 # ------------------------------------------------------------------------------------------ vectors
 def embedded(texts: list[str], embedder: Any) -> np.ndarray:
     """The embedder's vectors for `texts`, from the cache where it has them."""
-    path = _cache_path(CACHE, embedder.name)
+    path = cache_path(CACHE, embedder.name)
     cache = load_cache(path)
     keys = [text_key(t) for t in texts]
     missing = sorted({k: t for k, t in zip(keys, texts) if k not in cache}.items())
