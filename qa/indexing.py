@@ -24,10 +24,19 @@ import numpy as np
 from tqdm import tqdm
 
 from qa.config import Settings
-from qa.documents import DocumentError, list_corpus_files, load_document, relative_document_path
+from qa.documents import (
+    SUPPORTED_SUFFIXES,
+    DocumentError,
+    is_outside_link,
+    list_corpus_files,
+    relative_document_path,
+)
 from qa.embedding import Embedder
+from qa.folders import absolute, document_prefix, folder_problem
+from qa.parsing import DocumentReader, ReadBudget, read_document
 from qa.passages import split_passages
-from qa.stopping import raise_if_stopped
+from qa.skipped import SkipRecord, load_skips, save_skips
+from qa.stopping import Stopped, raise_if_stopped
 from qa.store import DocumentRecord, IndexProfile
 from qa.types import Passage
 from qa.vector_store import VectorStore, check_settings
@@ -52,6 +61,10 @@ class IndexReport:
     documents: int = 0
     seconds: float = 0.0
     rebuilt_reason: str = ""
+    #: The documents folder the index follows (absolute; "" when it follows none).
+    folder: str = ""
+    #: Why the index was answered from as it is instead of synced ("" when it was synced).
+    kept_as_is: str = ""
 
     @property
     def modified(self) -> bool:
@@ -59,11 +72,13 @@ class IndexReport:
 
     def summary(self) -> str:
         """The report as a person reads it: "1 document, 4 passages (1 added) in 0.4 s"."""
+        counts = f"{_plural(self.documents, 'document')}, {_plural(self.passages, 'passage')}"
+        if self.kept_as_is:
+            return f"{counts}, kept as it is: {self.kept_as_is}"
         changes = [f"{len(paths)} {what}" for what, paths in (
             ("added", self.added), ("changed", self.changed), ("removed", self.removed), ("skipped", self.skipped),
         ) if paths]
-        return (f"{_plural(self.documents, 'document')}, {_plural(self.passages, 'passage')} "
-                f"({', '.join(changes) or 'no changes'}) in {self.seconds:.1f} s")
+        return f"{counts} ({', '.join(changes) or 'no changes'}) in {self.seconds:.1f} s"
 
 
 def _plural(count: int, noun: str) -> str:
@@ -148,31 +163,53 @@ def sync_corpus(
     *,
     prepare: Prepare | None = None,
     stop: threading.Event | None = None,
+    previous_dir: Path | None = None,
+    own_folder: bool = False,
+    reader: DocumentReader | None = None,
 ) -> IndexReport:
-    """Bring `store` in line with every supported file under `corpus_dir` and save it once.
+    """Bring `store` in line with every supported file under `corpus_dir`, record that folder
+    with it, and save it once.
 
-    A shared store (Milvus) with no corpus folder here is served as it is: app servers behind a
-    load balancer read the index that one `qa index` keeps up to date. `prepare` reads, splits
-    and embeds the pending files (default: here, with `embedder`). Once `stop` is set, a sync
-    still reading or embedding raises Stopped at its next safe point (between files and batches
-    here, before and after a Ray run) and writes nothing, so the index stays as last saved; one
-    already writing its prepared documents finishes, which takes moments.
+    `previous_dir` is the folder the index followed until now, when that is another one: its
+    documents leave the index (in a shared store too), with a warning saying how many. With
+    `own_folder` (the index's own folder), a folder that is missing, unreadable or holds no
+    documents any more (a moved project, a disk not mounted) leaves the index as it is, with one
+    warning, instead of an error or an emptied index; a shared store (Milvus) with no corpus
+    folder here is served as it is too: app servers behind a load balancer read the index that
+    one `qa index` keeps up to date. `prepare` reads, splits and embeds the pending files
+    (default: here, with `embedder`). Once `stop` is set, a sync still reading or embedding
+    raises Stopped at its next safe point (between files and batches here, before and after a
+    Ray run) and writes nothing, so the index stays as last saved; one already writing its
+    prepared documents finishes, which takes moments.
+
+    Files are read under the budget `settings` sets, by `reader` (default: one for this sync);
+    a file skipped for its content is remembered beside the index (`qa.skipped`) and not read
+    again while it and the budget stay the same: it is reported as skipped again, without a read.
     """
     started = time.perf_counter()
     check_settings(settings)
-    report = IndexReport(rebuilt_reason=rebuilt_reason)
-    if not corpus_dir.is_dir():
-        if store.shared and len(store) and not rebuilt_reason:
-            logger.info("no corpus folder %s here: serving %s as it is", corpus_dir, store.location)
-            report.passages, report.documents = len(store), len(store.documents)
-            report.unchanged = sorted(store.documents)
-            return report
-        raise EmptyCorpusError(f"the corpus folder {corpus_dir} does not exist; create it and add documents")
+    corpus_dir = absolute(corpus_dir)
+    report = IndexReport(rebuilt_reason=rebuilt_reason, folder=str(corpus_dir))
+    problem = folder_problem(corpus_dir)
+    if problem:
+        if len(store) and (own_folder or store.shared):
+            return serve_as_is(store, report, f"the documents folder {corpus_dir} {problem}", warn=own_folder)
+        fix = "; create it and add documents" if problem == "does not exist" else ""
+        raise EmptyCorpusError(f"the corpus folder {corpus_dir} {problem}{fix}")
     if prepare is None:
         prepare = functools.partial(prepare_locally, embedder=embedder, settings=settings, progress=progress,
-                                    stop=stop)
+                                    stop=stop, reader=reader)
     with store.write_lock():
-        pending = _pending_files(store, corpus_dir, report)
+        listing_skips: list = []
+        files = list_corpus_files(corpus_dir, listing_skips, settings.follow_links)
+        if not files and not listing_skips and own_folder and len(store):
+            return serve_as_is(store, report, f"the documents folder {corpus_dir} holds no documents now "
+                                              "(a disk not mounted?)")
+        report.skipped.extend((item.path, item.reason) for item in listing_skips)
+        pending = _pending_files(store, corpus_dir, files, listing_skips, report, previous_dir)
+        remembered, budget = load_skips(settings.index_dir), ReadBudget.from_settings(settings).key
+        pending, still_skipped = _recall_skips(pending, remembered, budget, report)
+        gone = list(report.removed)
         raise_if_stopped(stop, "indexing")
         prepared = prepare(pending, corpus_dir) if pending else {}
         raise_if_stopped(stop, "indexing")  # the last point at which nothing has been written
@@ -185,19 +222,25 @@ def sync_corpus(
                 (report.changed if known else report.added).append(item.doc_path)
                 continue
             _skip(report, item.doc_path, result)
+            still_skipped[item.doc_path] = SkipRecord(item.digest, result, budget)
             if known:
                 store.remove_documents({item.doc_path})
                 report.removed.append(item.doc_path)
+        if still_skipped != remembered:
+            save_skips(settings.index_dir, still_skipped)
         if not len(store):
             reasons = "; ".join(f"{p}: {r}" for p, r in report.skipped[:5])
             raise EmptyCorpusError(
-                f"no readable documents in {corpus_dir} (supported: .txt, .md, .html, .htm, .pdf)"
+                f"no readable documents in {corpus_dir} (supported: {' '.join(sorted(SUPPORTED_SUFFIXES))})"
                 + (f"; skipped {reasons}" if reasons else "")
             )
-        if report.modified or not store.persisted:
+        recorded = store.corpus_dir == str(corpus_dir)
+        store.corpus_dir = str(corpus_dir)
+        if report.modified or not store.persisted or not recorded:
             store.save()
         else:  # a writer killed after committing leaves its leftovers behind
             store.tidy()
+    _say_what_left(store, corpus_dir, previous_dir, gone)
     report.passages, report.documents = len(store), len(store.documents)
     report.seconds = time.perf_counter() - started
     logger.info(
@@ -208,19 +251,52 @@ def sync_corpus(
     return report
 
 
-def _pending_files(store: VectorStore, corpus_dir: Path, report: IndexReport) -> list[PendingFile]:
-    """Hash every supported file: unchanged ones go to the report, the rest are returned;
+def serve_as_is(store: VectorStore, report: IndexReport, why: str, warn: bool = True) -> IndexReport:
+    """Leave the index as it is (nothing read, nothing written) and say so in one log line."""
+    report.kept_as_is = why
+    report.passages, report.documents = len(store), len(store.documents)
+    report.unchanged = sorted(store.documents)
+    (logger.warning if warn else logger.info)(
+        "%s: answering from %s as it is (%s, %s)", why, store.location,
+        _plural(report.documents, "document"), _plural(report.passages, "passage"))
+    return report
+
+
+def _say_what_left(store: VectorStore, corpus_dir: Path, previous_dir: Path | None, gone: list[str]) -> None:
+    """One line for the documents a sync took out of the index because their files are not in
+    its folder: how many, and why (a warning when they belong to a folder it no longer follows)."""
+    if not gone:
+        return
+    own = document_prefix(corpus_dir)
+    foreign = gone if previous_dir is not None else [p for p in gone if not p.startswith(own)]
+    deleted = [p for p in gone if p not in set(foreign)]
+    if foreign:
+        before = f" instead of {previous_dir}" if previous_dir is not None else ""
+        logger.warning("%s left %s, which follows %s now%s: they are not in that folder (%s)",
+                       _plural(len(foreign), "document"), store.location, corpus_dir, before, _examples(foreign))
+    if deleted:
+        logger.info("%s left %s: their files are gone from %s (%s)", _plural(len(deleted), "document"),
+                    store.location, corpus_dir, _examples(deleted))
+
+
+def _examples(paths: list[str], shown: int = 3) -> str:
+    more = f", and {len(paths) - shown} more" if len(paths) > shown else ""
+    return ", ".join(paths[:shown]) + more
+
+
+def _pending_files(store: VectorStore, corpus_dir: Path, files: list[Path], listing_skips: list,
+                   report: IndexReport, previous_dir: Path | None) -> list[PendingFile]:
+    """Hash every listed file: unchanged ones go to the report, the rest are returned;
     `report.removed` gets the indexed documents whose files are gone.
 
-    A shared store may be fed from several folders (machines, sources): a sync only removes the
-    documents of its own folder ("seeds/..." for a folder named seeds), so an app server that
-    indexes an upload in its own folder never drops what another indexer added.
+    Documents under a subfolder that could not be listed stay as they are (unreadable is not
+    deleted). A shared store may be fed from several folders (machines, sources): a sync only
+    removes the documents of its own folder ("seeds/..." for a folder named seeds) and of the one
+    it followed before, so an app server that indexes an upload in its own folder never drops
+    what another indexer added.
     """
     seen: set[str] = set()
     pending: list[PendingFile] = []
-    listing_skips: list = []
-    files = list_corpus_files(corpus_dir, listing_skips)
-    report.skipped.extend((item.path, item.reason) for item in listing_skips)
     for path in files:
         doc_path = relative_document_path(path, corpus_dir)
         try:
@@ -241,19 +317,48 @@ def _pending_files(store: VectorStore, corpus_dir: Path, report: IndexReport) ->
         else:
             pending.append(PendingFile(doc_path, path, digest))
     gone = set(store.documents) - seen
+    unlisted = tuple(item.path.rstrip("/") + "/" for item in listing_skips if not is_outside_link(item.reason))
+    kept = {path for path in gone if path.startswith(unlisted)} if unlisted else set()
+    report.unchanged.extend(sorted(kept))
+    gone -= kept
     if store.shared:
-        own = Path(os.path.abspath(corpus_dir)).name + "/"
-        gone = {path for path in gone if path.startswith(own)}
+        owned = tuple(document_prefix(folder) for folder in (corpus_dir, previous_dir) if folder is not None)
+        gone = {path for path in gone if path.startswith(owned)}
     report.removed = sorted(gone)
     return pending
 
 
-def split_file(item: PendingFile, corpus_dir: Path, settings: Settings) -> SplitDocument:
-    """Read and split one pending file; a file that cannot be used gets a skip reason instead
-    (a parser bug on one odd file must not stop the whole build)."""
+def _recall_skips(pending: list[PendingFile], remembered: dict[str, SkipRecord], budget: str,
+                  report: IndexReport) -> tuple[list[PendingFile], dict[str, SkipRecord]]:
+    """Take out of `pending` the files skipped before with the same bytes and reading budget:
+    they are reported as skipped again without being read. Returns the files still to read, and
+    the skip records that still hold."""
+    still: dict[str, SkipRecord] = {}
+    to_read = []
+    for item in pending:
+        record = remembered.get(item.doc_path)
+        if record is not None and record.content_hash == item.digest and record.budget == budget:
+            still[item.doc_path] = record
+            report.skipped.append((item.doc_path, record.reason))
+            logger.debug("still skipped %s (unchanged): %s", item.doc_path, record.reason)
+        else:
+            to_read.append(item)
+    return to_read, still
+
+
+def split_file(item: PendingFile, corpus_dir: Path, settings: Settings, reader: DocumentReader | None = None,
+               stop: threading.Event | None = None) -> SplitDocument:
+    """Read (under the budget, in a worker process) and split one pending file; a file that
+    cannot be used gets a skip reason instead (a parser bug on one odd file must not stop the
+    whole build). Raises Stopped once `stop` is set. Without `reader`, one is started for this file."""
     out = SplitDocument(item.doc_path, item.digest)
     try:
-        document = load_document(item.path, corpus_dir)
+        if reader is None:
+            document = read_document(item.path, corpus_dir, settings, stop)
+        else:
+            document = reader.read(item.path, corpus_dir, stop)
+    except Stopped:
+        raise
     except DocumentError as exc:
         out.skip_reason = exc.reason
     except FileNotFoundError:
@@ -273,16 +378,20 @@ def split_file(item: PendingFile, corpus_dir: Path, settings: Settings) -> Split
 
 def prepare_locally(
     pending: list[PendingFile], corpus_dir: Path, embedder: Embedder, settings: Settings, progress: bool,
-    stop: threading.Event | None = None,
+    stop: threading.Event | None = None, reader: DocumentReader | None = None,
 ) -> dict[str, PreparedDocument | str]:
     """Read and split every pending file, then embed all their passages in one call (the
     embedder batches them by length), so many small files cost no more than one large one.
-    Returns each file's prepared document, or the reason it was skipped; raises Stopped between
-    files or batches once `stop` is set."""
+    Returns each file's prepared document, or the reason it was skipped; raises Stopped once
+    `stop` is set (a file being read is given up at once, embedding between batches). Files are
+    read by `reader` (default: one started for these files and closed after)."""
+    if reader is None:
+        with DocumentReader.from_settings(settings) as own:
+            return prepare_locally(pending, corpus_dir, embedder, settings, progress, stop, own)
     splits = []
     for item in tqdm(pending, desc="indexing", unit="file", disable=not progress or len(pending) < 2):
         raise_if_stopped(stop, "indexing")
-        splits.append(split_file(item, corpus_dir, settings))
+        splits.append(split_file(item, corpus_dir, settings, reader, stop))
     usable = [s for s in splits if not s.skip_reason]
     vectors = embedder.encode([p.text for s in usable for p in s.passages], progress=progress, stop=stop)
     out: dict[str, PreparedDocument | str] = {s.doc_path: s.skip_reason for s in splits if s.skip_reason}

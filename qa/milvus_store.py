@@ -37,6 +37,7 @@ from qa.store import (
     StoreUnavailableError,
     atomic_path,
     passage_from_row,
+    recorded_folder,
     write_lock,
 )
 from qa.types import Passage
@@ -231,6 +232,9 @@ class MilvusStore:
         self._passages: list[Passage] | None = None
         self._count: int | None = None  # passages the manifest names; len() runs on every question
         self._version: tuple[float, Any] = (0.0, None)
+        #: The documents folder this index folder follows, recorded in its store.json (not in the
+        #: collection: several index folders, each syncing its own folder, may share one).
+        self.corpus_dir = recorded_folder(_read_json(Path(settings.index_dir) / STORE_FILE))
 
     # -- opening -------------------------------------------------------------------------------
     @classmethod
@@ -262,6 +266,24 @@ class MilvusStore:
             (logger.warning if repair else logger.info)(
                 "%s: %s%s", store.location, reason, "; repairing" if repair else "; `qa index` repairs it")
         return store, reason if repair else ""
+
+    @classmethod
+    def saved(cls, settings: Settings) -> tuple[dict[str, Any], dict[str, DocumentRecord]]:
+        """The profile and the manifest as saved, unchecked and without loading a model (for
+        `qa index --status`); ({}, {}) when the collection holds no index."""
+        if not _COLLECTION_NAME.match(settings.milvus_collection):
+            raise StoreUnavailableError(f"QA_MILVUS_COLLECTION={settings.milvus_collection!r} is not a Milvus "
+                                        "collection name")
+        store = cls(settings, None, CONNECTIONS.get(milvus_uri(settings), settings.milvus_token))  # type: ignore[arg-type]
+        with store._engine_errors():
+            if not store.client.has_collection(store.manifest_collection):
+                return {}, {}
+            store.client.load_collection(store.manifest_collection)
+            row = store._profile_row()
+            if row is None:
+                return {}, {}
+            profile = row.get("profile")
+            return (profile if isinstance(profile, dict) else {}), store._manifest_documents()
 
     def _load(self) -> str:
         client = self.client
@@ -560,11 +582,15 @@ class MilvusStore:
         self._record_location()
 
     def _record_location(self) -> None:
-        """Leave store.json in the index folder: where this index lives (never the token)."""
+        """Leave store.json in the index folder: where this index lives (never the token), and
+        the documents folder it follows."""
 
         folder = Path(self.settings.index_dir)
         uri = os.path.abspath(self.uri) if is_lite(self.uri) else self.uri
         data = {"vector_store": "milvus", "milvus_uri": uri, "milvus_collection": self.collection}
+        if self.corpus_dir:
+            data.update(corpus_dir=self.corpus_dir,
+                        corpus_dir_from_index=os.path.relpath(self.corpus_dir, os.path.abspath(folder)))
         target = folder / STORE_FILE
         try:
             if json.loads(target.read_text(encoding="utf-8")) == data:
@@ -685,6 +711,13 @@ class MilvusStore:
                 f"Milvus at QA_MILVUS_URI={self.uri} failed ({_message(exc)}); check that it is running and "
                 f"reachable, and that the collection {self.collection!r} (QA_MILVUS_COLLECTION) is healthy"
             ) from exc
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def _diagnose(documents: dict[str, DocumentRecord],

@@ -30,8 +30,37 @@ def _units(text: str, max_words: int) -> list[tuple[int, int, int]]:
 
 def split_passages(document: Document, target_words: int = 150, overlap_words: int = 40) -> list[Passage]:
     """Group whole sentences into passages of about `target_words`, each starting with roughly
-    `overlap_words` of the previous one, so an answer near a boundary is whole in some passage."""
+    `overlap_words` of the previous one, so an answer near a boundary is whole in some passage.
+
+    A passage never runs over a page boundary (a PDF page, a slide, a sheet, a chapter), so the
+    page it names is where all of its text is.
+    """
     units = _units(document.text, max_words=target_words)
+    passages: list[Passage] = []
+    for page_units in _by_page(document, units):
+        passages.extend(_group(document, page_units, target_words, overlap_words))
+    return passages
+
+
+def _by_page(document: Document, units: list[tuple[int, int, int]]) -> list[list[tuple[int, int, int]]]:
+    """The sentence units of each page in turn (pages are separated by blank lines, so no
+    sentence spans two); one group for a document without pages."""
+    if not document.page_starts:
+        return [units]
+    groups: list[list[tuple[int, int, int]]] = []
+    page = None
+    for unit in units:
+        unit_page = document.page_at(unit[0])
+        if unit_page != page:
+            groups.append([])
+            page = unit_page
+        groups[-1].append(unit)
+    return groups
+
+
+def _group(
+    document: Document, units: list[tuple[int, int, int]], target_words: int, overlap_words: int
+) -> list[Passage]:
     passages: list[Passage] = []
     first = 0
     while first < len(units):

@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from qa import accel
-from qa.config import SHIPPED_READERS, Settings
-from qa.indexing import IndexReport, Prepare, profile_for, sync_corpus
+from qa.config import DEFAULT_CORPUS_DIR, SHIPPED_READERS, Settings
+from qa.folders import ASSUMED, MOVED, UPLOADS, CorpusFolder, absolute, carry_uploads, choose_folder, folder_problem
+from qa.index_status import IndexStatus, status_of, upload_prefix
+from qa.indexing import IndexReport, Prepare, profile_for, serve_as_is, sync_corpus
 from qa.sentences import split_sentences
 from qa.store import IndexError_, StoreUnavailableError
 from qa.followups import resolve_followup
@@ -47,6 +49,8 @@ class DocumentInfo:
     passages: int
     chars: int
     uploaded: bool
+    #: Why the file is not in the index ("" for an indexed document): the chat lists it with this.
+    skipped: str = ""
 
 
 #: Loading a model imports transformers (and torch, tokenizers, ONNX Runtime), whose lazy
@@ -111,8 +115,16 @@ class Engine:
         self._store = None
         self._retriever = None
         self._synced = False
+        #: The documents folder the index follows, chosen when it is opened (`qa.folders`).
+        self._folder: CorpusFolder | None = None
         #: Set by stop(): the process is shutting down, so indexing gives up at its next safe point.
         self._stopping = threading.Event()
+        #: Reads files for this engine's syncs in worker processes, under the reading budget.
+        self._document_reader = None
+        #: The files the last sync left out, with the reasons (`IndexReport.skipped`).
+        self._skipped: list[tuple[str, str]] = []
+        #: Why the last sync left the index as it is (its folder missing or empty), or "".
+        self._kept_as_is = ""
 
     # -- models ------------------------------------------------------------------------------
     @property
@@ -187,14 +199,53 @@ class Engine:
         return self._store
 
     def ensure_index(self, progress: bool = True) -> IndexReport:
-        """Build the index from the corpus folder, or update it for added, changed and removed files."""
+        """Build the index from its documents folder, or update it for added, changed and removed
+        files: the folder given, else the one the index records, else seeds/ (`qa.folders`)."""
         with self._lock:
             store, reason = open_vector_store(self.settings, profile_for(self.settings, self.embedder))
-            report = sync_corpus(store, Path(self.settings.corpus_dir), self.embedder, self.settings, progress, reason,
-                                 prepare=self._preparer(), stop=self._stopping)
+            folder = choose_folder(self.settings, store)
+            if folder.path is None:
+                report = serve_as_is(store, IndexReport(), (
+                    f"the index in {self.settings.index_dir} records no documents folder (it was built before "
+                    f"indexes recorded theirs) and holds none of {absolute(DEFAULT_CORPUS_DIR)}; `qa index FOLDER "
+                    f"--index-dir {self.settings.index_dir}` makes it follow FOLDER"))
+            else:
+                if folder.how == ASSUMED and self._folder is None:
+                    logger.info("the index in %s records no documents folder (it was built before indexes recorded "
+                                "theirs): assuming %s, which it holds documents of", self.settings.index_dir,
+                                folder.path)
+                if folder.how == MOVED:
+                    logger.warning("the documents folder %s is gone; the index in %s follows %s, which lies where it "
+                                   "did beside the index (a moved project)", folder.recorded, self.settings.index_dir,
+                                   folder.path)
+                if folder.switching and not self.settings.upload_dir:
+                    carry_uploads(folder.recorded, folder.path)
+                report = sync_corpus(store, folder.path, self.embedder, self.settings, progress, reason,
+                                     prepare=self._preparer(), stop=self._stopping,
+                                     previous_dir=folder.recorded if folder.switching else None, own_folder=folder.own,
+                                     reader=self._reader_of_files())
+            self._folder = folder
             self._install(store)
             self._synced = True
+            self._skipped = list(report.skipped)
+            self._kept_as_is = report.kept_as_is
             return report
+
+    @property
+    def corpus_folder(self) -> Path | None:
+        """The documents folder the index follows (absolute), or None when it follows none."""
+        if self.settings.corpus_dir:  # given: the index follows it once opened
+            return absolute(self.settings.corpus_dir)
+        self.store  # noqa: B018 - else the folder is chosen when the index is first opened
+        return self._folder.path if self._folder is not None else None
+
+    def _reader_of_files(self):
+        """The engine's `DocumentReader` (one warm worker process, reused by every sync)."""
+        if self._document_reader is None:
+            from qa.parsing import DocumentReader
+
+            self._document_reader = DocumentReader.from_settings(self.settings)
+        return self._document_reader
 
     def _preparer(self) -> Prepare | None:
         """How a sync reads, splits and embeds documents: on Ray for QA_INDEXER=ray, else in this
@@ -212,7 +263,11 @@ class Engine:
         self._stopping.set()
         if not self._lock.acquire(timeout=-1 if timeout is None else timeout):
             return False
-        self._lock.release()
+        try:
+            if self._document_reader is not None:
+                self._document_reader.close()
+        finally:
+            self._lock.release()
         return True
 
     def _install(self, store, version=None) -> None:
@@ -244,6 +299,8 @@ class Engine:
                         logger.warning("keeping the loaded index; the one on disk cannot be used: %s", exc)
                         self._store_version = version  # do not retry on every question
                         return
+                    if not self.settings.corpus_dir and store.corpus_dir:  # another writer moved it to a folder
+                        self._folder = choose_folder(self.settings, store)
                     self._install(store, version)
 
     def add_file(self, path: str | Path) -> IndexReport:
@@ -253,24 +310,54 @@ class Engine:
     def remove_file(self, doc_path: str) -> IndexReport:
         """Delete an uploaded document from disk and from the index."""
         with self._lock:
-            path = self._document_file(doc_path)
-            uploads = self.settings.uploads_path.resolve()
+            uploads = self.upload_folder().resolve()
+            folder = self.corpus_folder
+            path = (folder.parent if folder is not None else uploads.parent) / doc_path
             if uploads not in path.resolve().parents:
                 raise ValueError(f"{doc_path} is not an uploaded document; only uploads can be removed here")
             path.unlink(missing_ok=True)
             return self.ensure_index(progress=False)
 
-    def _document_file(self, doc_path: str) -> Path:
-        """The file behind a document path, which is relative to the corpus folder's parent."""
-        return Path(self.settings.corpus_dir).resolve().parent / doc_path
+    def upload_folder(self) -> Path:
+        """Where the chat saves uploads: QA_UPLOAD_DIR, else uploads/ in the index's documents
+        folder. UploadError while that folder is missing or unreadable: creating it anew would
+        leave the index following a folder of uploads alone."""
+        from qa.uploads import UploadError
+
+        if self.settings.upload_dir:
+            return Path(self.settings.upload_dir)
+        folder = self.corpus_folder
+        if folder is None:
+            raise UploadError(f"the index in {self.settings.index_dir} follows no documents folder, so uploads have "
+                              f"nowhere to go: index a folder into it first (qa index FOLDER --index-dir "
+                              f"{self.settings.index_dir})")
+        problem = folder_problem(folder)
+        if not problem and self._kept_as_is:  # an empty mount point: an upload alone would replace the rest
+            problem = self.ensure_index(progress=False).kept_as_is  # unless the documents are back
+        if problem:
+            why = problem if problem.startswith("the documents folder") else f"the documents folder {folder} {problem}"
+            raise UploadError(f"{why}, and uploads are saved in it: try again once it is back")
+        return folder / UPLOADS
 
     def documents(self) -> list[DocumentInfo]:
         store = self.store
-        uploads = self.settings.uploads_path.resolve()
-        return [
-            DocumentInfo(path, rec.passages, rec.chars, uploads in self._document_file(path).resolve().parents)
-            for path, rec in sorted(store.documents.items())
-        ]
+        prefix = upload_prefix(self.settings, self.corpus_folder)
+        return [DocumentInfo(path, rec.passages, rec.chars, bool(prefix) and path.startswith(prefix))
+                for path, rec in sorted(store.documents.items())]
+
+    def skipped_documents(self) -> list[DocumentInfo]:
+        """The files the last sync left out, each with the reason (uploads among them can be removed)."""
+        self.store  # noqa: B018 - the first sync decides what is skipped
+        prefix = upload_prefix(self.settings, self.corpus_folder)
+        return [DocumentInfo(path, 0, 0, bool(prefix) and path.startswith(prefix), reason)
+                for path, reason in sorted(self._skipped)]
+
+    def status(self) -> IndexStatus:
+        """The index served, in the one line `qa index --status` prints: folder, documents and
+        passages, embedder, store and reader."""
+        store = self.store
+        return status_of(self.settings, self.corpus_folder, store.documents, len(store),
+                         store.profile.embedding_model, store.profile.index_type)
 
     # -- questions ---------------------------------------------------------------------------
     def retrieve(self, query: str, k: int) -> list[Hit]:
@@ -416,6 +503,12 @@ def get_engine(settings: Settings | None = None) -> Engine:
     return Engine(settings or Settings.load())
 
 
+def _absolute_or_none(folder: str | Path | None) -> str | None:
+    """A folder argument as an absolute path: relative ones mean the working directory of the call,
+    and the engine cache must not hand a later call in another directory this one's engine."""
+    return str(absolute(folder)) if folder is not None else None
+
+
 def answer(
     question: str,
     *,
@@ -429,8 +522,8 @@ def answer(
     """Answer from the indexed documents (building or updating the index on first use), or abstain.
     `reader` ("accurate" or "fast") overrides QA_READER for this question."""
     settings = Settings.load(
-        index_dir=str(index_dir) if index_dir is not None else None,
-        corpus_dir=str(corpus_dir) if corpus_dir is not None else None,
+        index_dir=_absolute_or_none(index_dir),
+        corpus_dir=_absolute_or_none(corpus_dir),
     )
     return get_engine(settings).answer(question, top_k=top_k, threshold=threshold, history=history, reader=reader)
 
@@ -449,8 +542,8 @@ def build_index(
 ) -> IndexReport:
     """Index (or update) every supported file under `corpus_dir` into `index_dir`."""
     settings = Settings.load(
-        corpus_dir=str(corpus_dir) if corpus_dir is not None else None,
-        index_dir=str(index_dir) if index_dir is not None else None,
+        corpus_dir=_absolute_or_none(corpus_dir),
+        index_dir=_absolute_or_none(index_dir),
         **overrides,
     )
     return get_engine(settings).ensure_index(progress=progress)

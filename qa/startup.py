@@ -81,10 +81,17 @@ def bind_error_message(host: str, port: int, exc: OSError) -> str:
 
 
 def check_corpus_folder(settings: Settings) -> None:
-    """The corpus folder is a readable folder; a missing one only serves a shared (Milvus) index."""
+    """The corpus folder is a readable folder; a missing one only serves a shared (Milvus) index.
+
+    Without a folder given, an index that exists follows the folder it records (or is answered
+    from as it is while that folder is gone, with a warning): only a new index needs seeds/."""
+    from qa.config import DEFAULT_CORPUS_DIR
+    from qa.store import MANIFEST, STORE_FILE
     from qa.vector_store import resolve_store
 
-    path = Path(settings.corpus_dir)
+    if not settings.corpus_dir and any((Path(settings.index_dir) / name).exists() for name in (MANIFEST, STORE_FILE)):
+        return
+    path = Path(settings.corpus_dir or DEFAULT_CORPUS_DIR)
     fix = "point QA_CORPUS_DIR or --corpus-dir at a folder of documents"
     if path.exists():
         if not path.is_dir():

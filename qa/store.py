@@ -89,6 +89,8 @@ class IndexStore:
     documents: dict[str, DocumentRecord] = field(default_factory=dict)
     generation: int = 0
     faiss_index: Any = None
+    #: The documents folder this index follows (absolute), recorded in the manifest; "" for none.
+    corpus_dir: str = ""
 
     def __post_init__(self) -> None:
         if self.faiss_index is None:
@@ -203,6 +205,9 @@ class IndexStore:
             "counts": {"documents": len(self.documents), "passages": len(self.passages)},
             "documents": {path: asdict(rec) for path, rec in sorted(self.documents.items())},
         }
+        if self.corpus_dir:
+            manifest.update(corpus_dir=self.corpus_dir, corpus_dir_from_index=os.path.relpath(
+                self.corpus_dir, os.path.abspath(self.directory)))
         with atomic_path(self.directory / MANIFEST) as tmp:
             tmp.write_text(json.dumps(manifest, indent=1, ensure_ascii=False), encoding="utf-8")
         _fsync_dir(self.directory)
@@ -268,7 +273,8 @@ class IndexStore:
             documents = {path: DocumentRecord(**rec) for path, rec in manifest["documents"].items()}
         except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:
             raise CorruptIndexError(f"unreadable index files in {directory}: {exc}") from exc
-        store = cls(directory, profile, passages, documents, int(manifest["generation"]), index)
+        store = cls(directory, profile, passages, documents, int(manifest["generation"]), index,
+                    recorded_folder(manifest))
         store.verify()
         return store
 
@@ -300,8 +306,26 @@ def open_faiss_store(settings: Settings, profile: IndexProfile) -> tuple[IndexSt
     except FileNotFoundError:
         return IndexStore(directory, profile), ""
     except (CorruptIndexError, IncompatibleIndexError) as exc:
-        logger.warning("rebuilding the index: %s", exc)
-        return IndexStore(directory, profile), str(exc)
+        # The folder it follows outlives a rebuild: the documents come back from there.
+        old = _manifest_or_empty(directory)
+        counts = old.get("counts") if isinstance(old.get("counts"), dict) else {}
+        held = f" (it held {counts['documents']} documents)" if isinstance(counts.get("documents"), int) else ""
+        logger.warning("rebuilding the index%s: %s", held, exc)
+        return IndexStore(directory, profile, corpus_dir=recorded_folder(old)), str(exc)
+
+
+def recorded_folder(saved: Any) -> str:
+    """The absolute documents folder a manifest or store.json records, or "" (none, or unreadable)."""
+    folder = saved.get("corpus_dir") if isinstance(saved, dict) else None
+    return folder if isinstance(folder, str) and os.path.isabs(folder) else ""
+
+
+def _manifest_or_empty(directory: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return manifest if isinstance(manifest, dict) else {}
 
 
 def faiss_id(passage_id: str) -> int:

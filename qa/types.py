@@ -11,7 +11,9 @@ from typing import Any
 class Document:
     """A loaded file. `path` is relative to the corpus folder's parent, e.g. "seeds/article.txt".
 
-    `page_starts` holds the character offset where each PDF page begins (empty for other formats).
+    `page_starts` holds the character offset where each page begins: a PDF's pages, a deck's
+    slides, a workbook's sheets, an e-book's chapters, a mail's message and attachments (empty
+    for formats without pages; `qa.formats.page_label` names them).
     """
 
     path: str

@@ -21,12 +21,15 @@ from qa.documents import (
     decode_text,
     format_size,
 )
+from qa.formats import DEFAULT_LIMITS
 
 logger = logging.getLogger(__name__)
 
 MAX_NAME_CHARS = 120
 #: PDF readers accept the %PDF header anywhere in the first 1024 bytes, so we do too.
 _PDF_HEADER_WINDOW = 1024
+#: Formats that are zip files inside.
+ZIP_SUFFIXES = frozenset({".docx", ".pptx", ".xlsx", ".odt", ".epub"})
 _MAX_SUFFIX_CHARS = 16
 _MAX_DUPLICATES = 1000
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._ -]")
@@ -101,7 +104,9 @@ def check_upload(data: bytes, name: str, max_bytes: int) -> None:
         raise UploadError(f"{name}: {kind} not supported; use {supported}")
     if suffix == ".pdf":
         _check_pdf(data, name)
-    else:
+    elif suffix in ZIP_SUFFIXES:
+        _check_zip(data, name, suffix)
+    else:  # text, HTML, CSV and mail are text files
         _check_text(data, name, html=suffix in (".html", ".htm"))
 
 
@@ -110,6 +115,18 @@ def _check_pdf(data: bytes, name: str) -> None:
         kind = binary_kind(data)
         looks = f"it looks like a {kind}" if kind else "it has no %PDF header"
         raise UploadError(f"{name} is not a PDF ({looks})")
+
+
+def _check_zip(data: bytes, name: str, suffix: str) -> None:
+    """Office documents and e-books are zip files: refuse one that is not, or a zip bomb, now
+    rather than after it is stored (the member sizes are read from the zip's directory)."""
+    from qa.formats import FORMATS
+    from qa.formats.common import check_zip
+
+    try:
+        check_zip(data, name, FORMATS[suffix].kind, DEFAULT_LIMITS)
+    except DocumentError as e:
+        raise UploadError(str(e)) from None
 
 
 def _check_text(data: bytes, name: str, html: bool) -> None:

@@ -39,6 +39,9 @@ class VectorStore(Protocol):
     #: The engine ranks passages by BM25 itself (`keyword_search`); else the retriever runs
     #: bm25s over `passages` in this process.
     has_keyword_search: bool
+    #: The documents folder the index follows (absolute; "" when it records none): saved with
+    #: the index, so a later sync needs no folder (`qa.folders`).
+    corpus_dir: str
 
     @property
     def location(self) -> str:

@@ -19,8 +19,6 @@ from typing import Any
 
 import numpy as np
 
-#: Generous "does not hang" bound for one question, not a speed target (2 busy CPU cores).
-CALL_LIMIT_S = float(os.environ.get("QA_ROBUST_CALL_LIMIT_S", "20"))
 #: Hypothesis examples per property; lower it (e.g. 5) while developing on a busy machine.
 EXAMPLES = int(os.environ.get("QA_ROBUST_EXAMPLES", "60"))
 
@@ -137,7 +135,8 @@ ERROR_MESSAGES = {
 
 
 def timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, BaseException | None, float]:
-    """(result, exception, seconds) of one call."""
+    """(result, exception, seconds) of one call; the seconds are recorded for the report, never
+    asserted (a hang fails the test at the per-test timeout instead)."""
     started = time.perf_counter()
     try:
         return fn(*args, **kwargs), None, time.perf_counter() - started
@@ -181,8 +180,14 @@ def ask_raw(url: str, question: str, top_k: int = 5, threshold: float = -1.0, ti
     Unlike gradio_client, this can send strings that UTF-8 cannot encode (lone surrogates),
     escaped as JSON "\\ud800" is.
     """
+    return call_ask(url, [question, top_k, threshold, reader], timeout)
+
+
+def call_ask(url: str, data: list[Any], timeout: float = 300) -> dict:
+    """POST any `data` list to /ask (too few inputs, NaN: JSON's NaN literal) and return the answer,
+    or raise WebError with the app's message."""
     endpoint = f"{url}/gradio_api/call/ask"
-    body = json.dumps({"data": [question, top_k, threshold, reader]}).encode("ascii")
+    body = json.dumps({"data": data}).encode("ascii")
     request = urllib.request.Request(endpoint, body, {"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=timeout) as response:
         event_id = json.loads(response.read())["event_id"]

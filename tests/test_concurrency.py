@@ -8,7 +8,10 @@ uploader is driven as the UI drives it:
 - test_shared_engine_serves_while_uploading: the app built in-process around one Engine; the
   uploader calls the app's own upload handler (`web.add_uploads`) and `engine.remove_file`, the
   code the Upload and Remove buttons run.
-Throughput and p95 latency are printed and recorded, never asserted.
+Every one of the 60 answers is checked against what the seed article says (the bridge fact is
+uploaded for good only after the clients are done, so its questions abstain while they ask).
+Throughput and p95 latency are printed and recorded, never asserted (benchmarks/concurrency.py
+measures them).
 
 The two fast tests pin down the races behind them without models: a reader loading the index
 while a writer replaces it, and a server whose index on disk turns unreadable.
@@ -21,6 +24,7 @@ import os
 import statistics
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,7 +33,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-from app_process import SEED_FILE, copy_writable, free_port, run_app, seeds_dir, unexpected_tracebacks
+from app_process import (
+    SEED_FILE,
+    accepted_answers,
+    copy_writable,
+    free_port,
+    run_app,
+    seeds_dir,
+    unexpected_tracebacks,
+)
 from robust_support import (
     HashEmbedder,
     assert_payload_well_formed,
@@ -49,6 +61,20 @@ QUESTIONS = [
     "<script>alert(1)</script> what?",
 ]
 UPLOAD_FACT = "The Ozymandrel bridge is 417 metres long and crosses the river Tessaline."
+#: What each question must get while the clients ask: the accepted answers ("" is an abstention;
+#: the bridge fact is not in the index then), or REFUSED for the empty question's message.
+REFUSED = "<refused as empty>"
+EXPECTED = {
+    "Who interviewed Zelensky?": set(accepted_answers("Who interviewed Zelensky?")),
+    "What does Zelensky want to place under NATO's umbrella?": {"territory of Ukraine"},
+    "How long is the Ozymandrel bridge?": {""},
+    "Which river does the Ozymandrel bridge cross?": {""},
+    "   ": {REFUSED},
+    "<script>alert(1)</script> what?": {""},
+}
+#: Saves and loads the race test waits for, and its hang guard (not a speed target).
+RACE_ROUNDS = 20
+RACE_HANG_GUARD_S = 300
 
 
 # ----------------------------------------------------------------------------- fast: the races
@@ -94,9 +120,9 @@ def test_loading_while_another_writer_saves_never_fails(tmp_path: Path) -> None:
     for t in threads:
         t.start()
     loads, failures = 0, []
-    deadline = time.monotonic() + 4
+    deadline = time.monotonic() + RACE_HANG_GUARD_S  # a hang guard: the rounds, not a time, end the race
     try:
-        while time.monotonic() < deadline:
+        while (saves[0] < RACE_ROUNDS or loads < RACE_ROUNDS) and not failures and time.monotonic() < deadline:
             try:
                 store = IndexStore.load(tmp_path, profile)
                 assert_store_consistent(store)
@@ -109,7 +135,7 @@ def test_loading_while_another_writer_saves_never_fails(tmp_path: Path) -> None:
         for t in threads:
             t.join()
     print(f"{loads} loads during {saves[0]} saves, {len(failures)} failures")
-    assert saves[0] > 20 and loads > 20
+    assert saves[0] >= RACE_ROUNDS and loads >= RACE_ROUNDS, f"hung: {saves[0]} saves, {loads} loads"
     assert failures == []
 
 
@@ -199,6 +225,8 @@ class Load:
     """What the clients saw."""
 
     latencies: list[float] = field(default_factory=list)
+    #: question -> how often each answer came back ("" abstained, REFUSED the empty question's message)
+    outcomes: dict[str, Counter] = field(default_factory=dict)
     answered: int = 0
     abstained: int = 0
     refused: int = 0
@@ -233,6 +261,7 @@ def hammer(url: str, load: Load, lock: threading.Lock, client_no: int) -> None:
             if not question.strip():
                 if error is not None and "the question is empty" in str(error):
                     load.refused += 1
+                    load.outcomes.setdefault(question, Counter())[REFUSED] += 1
                 else:
                     load.failures.append(f"{question!r}: expected the empty-question message, got {error!r}")
                 continue
@@ -244,6 +273,7 @@ def hammer(url: str, load: Load, lock: threading.Lock, client_no: int) -> None:
                 continue
             load.abstained += payload["abstained"]
             load.answered += not payload["abstained"]
+            load.outcomes.setdefault(question, Counter())[payload["text"]] += 1
 
 
 @dataclass
@@ -302,6 +332,17 @@ def run_load(url: str, upload: Callable[[int], str], remove: Callable[[str], Non
     return load, done
 
 
+def assert_answers_are_right(load: Load) -> None:
+    """Every client got its question's right answer, abstention or refusal: as many as were asked."""
+    asked = Counter(QUESTIONS[(c + k) % len(QUESTIONS)] for c in range(CLIENTS) for k in range(QUESTIONS_PER_CLIENT))
+    wrong = {q: dict(got) for q, got in load.outcomes.items() if not set(got) <= EXPECTED[q]}
+    assert wrong == {}, f"answers that are not the article's: {wrong}"
+    assert {q: sum(got.values()) for q, got in load.outcomes.items()} == dict(asked)
+    answering = ("Who interviewed Zelensky?", "What does Zelensky want to place under NATO's umbrella?")
+    assert load.answered == sum(asked[q] for q in answering)
+    assert load.refused == asked["   "] and load.abstained == sum(asked.values()) - load.answered - load.refused
+
+
 def assert_index_matches_corpus(corpus: Path, index_dir: Path, embedder: Any) -> None:
     from qa.config import Settings
     from qa.indexing import profile_for
@@ -356,6 +397,8 @@ def test_app_process_serves_while_another_process_writes(folders: tuple[Path, Pa
     assert load.failures == [] and done.failures == []
     assert done.uploads >= 2 and done.removals >= 1
     assert len(load.latencies) == CLIENTS * QUESTIONS_PER_CLIENT
+    assert_answers_are_right(load)
+    assert "417 metres" in bridge["text"], bridge
     assert bridge["hits"][0]["source"] == f"{corpus.name}/uploads/bridge.txt", bridge["hits"][:2]
     assert unexpected_tracebacks(log) == [], log[-3000:]  # every failure the app logs comes with one
     assert_index_matches_corpus(corpus, index_dir, writer.embedder)
@@ -393,6 +436,8 @@ def test_shared_engine_serves_while_uploading(folders: tuple[Path, Path], tmp_pa
     report("shared-engine", load, done, tmp_path)
     assert load.failures == [] and done.failures == []
     assert done.uploads >= 2 and done.removals >= 1
+    assert_answers_are_right(load)
+    assert "417 metres" in bridge["text"], bridge
     assert bridge["hits"][0]["source"] == f"{corpus.name}/uploads/bridge.txt", bridge["hits"][:2]
     assert [d.path for d in engine.documents() if d.uploaded] == [f"{corpus.name}/uploads/bridge.txt"]
     assert_index_matches_corpus(corpus, index_dir, engine.embedder)

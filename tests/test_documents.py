@@ -8,7 +8,6 @@ import io
 import logging
 import os
 import pickle
-import time
 from pathlib import Path
 
 import pytest
@@ -163,8 +162,10 @@ def test_relative_document_path_for_relative_and_absolute_roots(
 def test_list_corpus_files_is_sorted_and_filtered(corpus: Path) -> None:
     for name in ["b.txt", "a/z.md", "a/y.PDF", "c.htm", "d.docx", ".e.txt", ".f/g.txt", "h~"]:
         write(corpus, name, "x")
-    names = [p.relative_to(corpus).as_posix() for p in list_corpus_files(corpus)]
-    assert names == ["a/y.PDF", "a/z.md", "b.txt", "c.htm"]
+    skipped: list = []
+    names = [p.relative_to(corpus).as_posix() for p in list_corpus_files(corpus, skipped)]
+    assert names == ["a/y.PDF", "a/z.md", "b.txt", "c.htm", "d.docx"]
+    assert skipped == [("corpus/h~", "has an unsupported type: no suffix such as .txt or .docx")]
 
 
 # --------------------------------------------------------------------------- bad files
@@ -208,12 +209,39 @@ def test_missing_file_raises_file_not_found(corpus: Path) -> None:
         load_document(corpus / "nope.txt", corpus)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can read any file")
+_LOAD_WITHOUT_CAPABILITIES = """
+import sys
+from pathlib import Path
+from qa.documents import DocumentError, load_document
+corpus = Path(sys.argv[1])
+for name in sys.argv[2:]:
+    try:
+        print(repr(load_document(corpus / name, corpus).text))
+    except DocumentError as error:
+        print(error)
+"""
+
+
 def test_unreadable_file(corpus: Path) -> None:
-    path = write(corpus, "secret.txt", "hidden")
-    path.chmod(0)
-    with pytest.raises(DocumentError, match="could not be read"):
-        load_document(path, corpus)
+    """A file this user may not read. Root reads any file (its capabilities override file modes),
+    so as root (CI) the loads run in a process without capabilities (setpriv); the readable file
+    beside the unreadable one shows that process can read what it is allowed to."""
+    write(corpus, "open.txt", "visible")
+    write(corpus, "secret.txt", "hidden").chmod(0)
+    if os.geteuid() != 0:
+        assert load_document(corpus / "open.txt", corpus).text == "visible"
+        with pytest.raises(DocumentError, match="could not be read"):
+            load_document(corpus / "secret.txt", corpus)
+        return
+    import shutil
+    import subprocess
+    import sys
+
+    command = [shutil.which("setpriv") or "setpriv", "--bounding-set=-all", "--inh-caps=-all",
+               sys.executable, "-c", _LOAD_WITHOUT_CAPABILITIES, str(corpus), "open.txt", "secret.txt"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.stdout.splitlines() == ["'visible'", "corpus/secret.txt could not be read (Permission denied)"], (
+        done.stdout, done.stderr[-2000:])
 
 
 def test_document_error_pickles_and_names_the_file() -> None:
@@ -329,17 +357,14 @@ def test_twenty_thousand_one_word_lines(corpus: Path) -> None:
     assert document.text.split() == [f"word{i}" for i in range(20_000)]
 
 
-def test_fifty_megabyte_text_file_loads_quickly(corpus: Path) -> None:
+def test_fifty_megabyte_text_file_loads_whole(corpus: Path) -> None:
+    """Every character of a 50 MB file, line endings normalised (its speed: benchmarks/timings.py)."""
     line = "The quick brown fox jumps over the lazy dog, and café prices rise.\r\n"
     data = (line * (50 * 2**20 // len(line.encode()) + 1)).encode()
     path = write(corpus, "big.txt", data)
-    started = time.perf_counter()
     document = load_document(path, corpus)
-    elapsed = time.perf_counter() - started
     assert len(data) > 50 * 2**20
-    assert document.text.startswith(line.replace("\r\n", "\n") * 3)
-    assert len(document.text) == len(data.decode()) - data.count(b"\r")
-    assert elapsed < 30, f"loading 50 MB took {elapsed:.1f}s"
+    assert document.text == data.decode().replace("\r\n", "\n")
 
 
 # --------------------------------------------------------------------------- folders
@@ -373,7 +398,9 @@ def test_load_corpus_loads_good_files_and_skips_bad_ones(corpus: Path) -> None:
         "corpus/bad/locked.pdf",
         "corpus/bad/photo.txt",
         "corpus/bad/scan.pdf",
+        "corpus/ignored/image.png",
     ]
+    assert reasons["corpus/ignored/image.png"] == "has an unsupported type (.png)"
     assert "binary" in reasons["corpus/bad/photo.txt"]
     assert reasons["corpus/bad/empty.md"] == "is empty"
     assert "no text layer" in reasons["corpus/bad/scan.pdf"]
@@ -415,12 +442,38 @@ def test_symlink_loops_are_not_followed_forever(corpus: Path) -> None:
     assert skipped == [("corpus/zz-broken.txt", "is a broken symbolic link")]
 
 
-def test_symlinked_folder_outside_the_corpus_is_followed(tmp_path: Path, corpus: Path) -> None:
+def test_links_out_of_the_corpus_are_skipped_with_a_reason(tmp_path: Path, corpus: Path) -> None:
+    """A file link (passwd.txt -> a file outside) and a folder link (etc -> a folder outside) are
+    not followed: each is one skip with its reason, and nothing of theirs is loaded."""
+    elsewhere = tmp_path / "elsewhere"
+    write(elsewhere, "far.txt", "Far away.")
+    secret = write(tmp_path, "secret.txt", "root:x:0:0")
+    write(corpus, "inside.txt", "Inside.")
+    os.symlink(elsewhere, corpus / "linked")
+    os.symlink(secret, corpus / "passwd.txt")
+    os.symlink(corpus / "inside.txt", corpus / "zz-alias.txt")  # a link that stays inside: the same file, once
+
+    documents, skipped = load_corpus(corpus)
+
+    assert [(d.path, d.text) for d in documents] == [("corpus/inside.txt", "Inside.")]
+    assert skipped == [
+        ("corpus/linked", "is a link to a folder outside the corpus folder (QA_FOLLOW_LINKS=1 follows it)"),
+        ("corpus/passwd.txt", "is a link to a file outside the corpus folder (QA_FOLLOW_LINKS=1 follows it)"),
+    ]
+
+
+def test_follow_links_follows_links_out_of_the_corpus(tmp_path: Path, corpus: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     write(elsewhere, "far.txt", "Far away.")
     os.symlink(elsewhere, corpus / "linked")
-    documents, _ = load_corpus(corpus)
-    assert [d.path for d in documents] == ["corpus/linked/far.txt"]
+    os.symlink(elsewhere / "far.txt", corpus / "far-alias.txt")
+    skipped: list = []
+    files = list_corpus_files(corpus, skipped, follow_links=True)
+    assert [p.relative_to(corpus).as_posix() for p in files] == ["far-alias.txt"]  # the same file once
+    assert skipped == []
+    os.unlink(corpus / "far-alias.txt")
+    assert [p.relative_to(corpus).as_posix() for p in list_corpus_files(corpus, follow_links=True)] == [
+        "linked/far.txt"]
 
 
 def test_file_deleted_during_iteration_is_skipped(corpus: Path) -> None:

@@ -452,34 +452,114 @@ def test_heldout_seed_questions_are_verbatim_and_new():
 # --- end to end on the real engine -----------------------------------------------------------
 
 
+#: Four seed questions with what the shipped (accurate) reader and retrieval give on the seed
+#: article: (question, golds, kind, the answer given, rank of the first passage holding a gold).
+#: The third is a known miss: the reader quotes the whole phrase ("protection to areas under
+#: Kyiv’s control") where the gold is "its protection" (F1 1/4: one word of six against two).
+END_TO_END = [
+    ("Who interviewed Zelensky?", ["Stuart Ramsay", "Sky News chief correspondent Stuart Ramsay"], "factual",
+     "Sky News chief correspondent Stuart Ramsay", 1),
+    ("Who is the U.S. President-elect?", ["Donald Trump", "Trump"], "factual", "Donald Trump", 2),
+    ("What did Zelenskyy urge NATO to extend immediately?", ["its protection"], "factual",
+     "protection to areas under Kyiv’s control", 1),
+    ("What is the boiling point of water?", [], "unanswerable-far", "", None),
+]
+
+
+@pytest.fixture(scope="module")
+def seed_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A writable copy of the seed corpus (the evaluations below index it in folders of their own)."""
+    from app_process import copy_writable, seeds_dir
+
+    return copy_writable(seeds_dir(), tmp_path_factory.mktemp("eval") / "seeds")
+
+
 @pytest.mark.slow
-def test_run_eval_end_to_end_on_seed_corpus(tmp_path):
+def test_run_eval_end_to_end_on_seed_corpus(tmp_path, seed_copy):
     from qa.evaluation.runner import run_eval
 
-    if not (ROOT / "seeds" / SEED_ARTICLE).exists():
-        pytest.skip("seeds/ not present")
     path = _write_set(tmp_path / "four.jsonl", [
-        {"question": "Who interviewed Zelensky?", "answers": ["Stuart Ramsay", "Sky News chief correspondent Stuart Ramsay"], "kind": "factual"},
-        {"question": "Who is the U.S. President-elect?", "answers": ["Donald Trump", "Trump"], "kind": "factual"},
-        {"question": "What did Zelenskyy urge NATO to extend immediately?", "answers": ["its protection"], "kind": "factual"},
-        {"question": "What is the boiling point of water?", "answers": [], "kind": "unanswerable-far"},
+        {"question": q, "answers": golds, "kind": kind} for q, golds, kind, _, _ in END_TO_END
     ])
-    settings = Settings.load(corpus_dir=str(ROOT / "seeds"), index_dir=str(tmp_path / "index"))
+    settings = Settings.load(corpus_dir=str(seed_copy), index_dir=str(tmp_path / "index"))
     out = tmp_path / "report"
     report = run_eval(path, settings, out_dir=out, progress=False, tune=True)
     for name in ("report.json", "report.md", "reliability.png", "precision_coverage.png"):
         assert (out / name).stat().st_size > 0, name
+    assert [(r.prediction, r.gold_rank) for r in report.records] == [(a, rank) for *_, a, rank in END_TO_END]
     s = report.summary
-    assert s.n == 4 and s.answerable == 3
-    for value in (s.em, s.f1, s.answered_share, s.ece, s.abstention_recall, s.mrr, *s.recall_at_k.values()):
-        assert value is not None and 0.0 <= value <= 1.0
-    assert s.em <= s.f1
-    assert s.recall_at_k[1] <= s.recall_at_k[5] <= s.recall_at_k[20]
-    assert s.latency_p50 <= s.latency_p95 and s.questions_per_second > 0
-    assert report.threshold is not None and 0.0 <= report.threshold <= 1.0
+    assert (s.n, s.answerable, s.unanswerable) == (4, 3, 1)
+    assert s.em == pytest.approx(3 / 4) and s.f1 == pytest.approx((1 + 1 + 1 / 4 + 1) / 4)
+    assert s.recall_at_k[5] == 1.0 and s.recall_at_k[1] == pytest.approx(2 / 3)
+    assert s.mrr == pytest.approx((1 + 1 / 2 + 1) / 3)
+    assert s.answered_share == pytest.approx(3 / 4)
+    assert (s.abstention_precision, s.abstention_recall) == (1.0, 1.0)  # the out-of-scope question abstains
+    assert 0.0 < report.threshold < 0.5  # the reader's calibrated one
     for r in report.records:
-        assert 0.0 <= r.score <= 1.0 and r.retrieval_evaluated
-        assert r.abstained == (r.score < report.threshold or not r.best_span)
+        assert r.retrieval_evaluated and r.abstained == (r.score < report.threshold or not r.best_span)
+    assert {d.id: d.category for d in report.diagnoses} == {"four-3": dg.WRONG_SPAN}
     assert report.current is not None and report.current.em == pytest.approx(s.em)
-    assert sum(report.categories.values()) == len(report.diagnoses) == sum(r.em < 1 for r in report.records)
+    # F1 is best from the lowest right answer's score ("Donald Trump") up to the miss's, and ties go higher.
+    assert report.tuned.f1 == pytest.approx(s.f1) and report.tuned.threshold == pytest.approx(report.records[1].score)
+    assert s.latency_p50 <= s.latency_p95 and s.questions_per_second > 0
     assert not any(math.isnan(p.f1) for p in report.sweep)
+
+
+@pytest.mark.slow
+def test_a_saved_threshold_becomes_that_readers_default(tmp_path, seed_copy):
+    """`qa eval --save-threshold` writes the tuned threshold beside the index; from then on the
+    reader it was tuned with abstains below it by default, the other reader keeps its own, and
+    an explicit threshold still wins."""
+    from qa.evaluation import cli
+    from qa.pipeline import Engine
+
+    settings = Settings.load(corpus_dir=str(seed_copy), index_dir=str(tmp_path / "index"))
+    question = "Who is the U.S. President-elect?"
+    before = Engine(settings)
+    shipped_fast = before.threshold_for("fast")
+    trump = before.answer(question)
+    assert trump.text == "Donald Trump" and trump.score >= before.default_threshold
+    # Tuned on a set that counts this answer as wrong, the threshold must rise above its score.
+    path = _write_set(tmp_path / "strict.jsonl", [
+        {"question": "Who interviewed Zelensky?", "answers": ["Stuart Ramsay"], "kind": "factual"},
+        {"question": question, "answers": [], "kind": "unanswerable-near"},
+    ])
+    status = cli.main([str(path), "--index-dir", settings.index_dir, "--corpus-dir", settings.corpus_dir,
+                       "--out", str(tmp_path / "report"), "--no-progress", "--save-threshold"])
+    assert status == 0
+    saved = json.loads((tmp_path / "index" / "threshold.json").read_text(encoding="utf-8"))
+    assert saved["reader"] == "accurate reader (shipped)" and saved["threshold"] > trump.score
+
+    after = Engine(settings)  # what a new process on this index does
+    assert after.default_threshold == pytest.approx(saved["threshold"])
+    assert after.answer(question).abstained
+    assert after.threshold_for("fast") == pytest.approx(shipped_fast)
+    assert after.answer(question, threshold=0.2).text == "Donald Trump"
+
+
+@pytest.mark.slow
+def test_qa_eval_reader_only_hands_the_reader_the_gold_context(tmp_path, capsys):
+    """`qa eval FILE.json --reader-only`: the reader reads each SQuAD question's own paragraph, with
+    no index and no retrieval metrics."""
+    from qa.evaluation import cli
+
+    squad = {"data": [{"paragraphs": [
+        {"context": "The guest Wi-Fi password is sunflower42. The router sits in the hallway cupboard.",
+         "qas": [{"id": "wifi", "question": "What is the Wi-Fi password?",
+                  "answers": [{"text": "sunflower42", "answer_start": 29}]}]},
+        {"context": "Anna is bringing the cake on Saturday. Tom brings the candles.",
+         "qas": [{"id": "cake", "question": "Who is bringing the cake?", "answers": [{"text": "Anna", "answer_start": 0}]},
+                 {"id": "moon", "question": "How far away is the Moon?", "answers": [], "is_impossible": True}]},
+    ]}]}
+    (tmp_path / "dev.json").write_text(json.dumps(squad), encoding="utf-8")
+    out = tmp_path / "report"
+    status = cli.main([str(tmp_path / "dev.json"), "--reader-only", "--out", str(out), "--no-progress",
+                       "--index-dir", str(tmp_path / "no-index")])
+    assert status == 0
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert report["mode"] == "reader_only"
+    assert [(r["id"], r["prediction"]) for r in report["records"]] == [
+        ("wifi", "sunflower42"), ("cake", "Anna"), ("moon", "")]
+    assert report["summary"]["em"] == 1.0 and report["summary"]["recall_at_k"] == {}
+    assert not any(r["retrieval_evaluated"] for r in report["records"])
+    assert not (tmp_path / "no-index").exists(), "reading the gold context needs no index"

@@ -95,10 +95,9 @@ def test_one_embedding_pass_for_all_pending_documents(corpus: Path, tmp_path: Pa
     assert len(report.added) == 3 and calls == [3]
 
 
-@pytest.mark.parametrize("bm25", ["engine", "local"])
+@pytest.mark.parametrize(("store", "bm25"), [("faiss", "local"), ("milvus", "engine"), ("milvus", "local")],
+                         indirect=["store"])  # FAISS has no keyword search of its own
 def test_bm25_finds_rare_names_and_numbers(corpus: Path, tmp_path: Path, store: dict[str, str], bm25: str) -> None:
-    if bm25 == "engine" and store["vector_store"] == "faiss":
-        pytest.skip("FAISS has no keyword search of its own")
     engine = _engine(corpus, tmp_path / "index", milvus_bm25=bm25, **store)
     hits = engine.retrieve("1871", 3)
     assert hits[0].passage.document == "docs/alpha.txt"

@@ -23,7 +23,7 @@ from qa.config import Settings
 from qa.indexing import profile_for
 from qa.milvus_store import MilvusStore, release
 from qa.pipeline import Engine
-from qa.store import StoreUnavailableError
+from qa.store import CorruptIndexError, StoreUnavailableError
 
 pytestmark = pytest.mark.slow  # loads the embedding model
 
@@ -105,6 +105,61 @@ def test_a_bad_collection_name_or_setting_names_the_variable(corpus: Path, tmp_p
         _engine(corpus, tmp_path, "/tmp/index").ensure_index(progress=False)
 
 
+class _RecordingGrpcServer:
+    """A gRPC server on 127.0.0.1 that answers nothing (UNIMPLEMENTED) and records each call's
+    method and metadata: what a Milvus server would receive from this product."""
+
+    def __init__(self) -> None:
+        from concurrent import futures
+
+        import grpc
+
+        self.calls: list[tuple[str, dict[str, str]]] = []
+        recorder = self
+
+        class Handler(grpc.GenericRpcHandler):
+            def service(self, details):  # noqa: ANN001, ANN202 - grpc's interface
+                recorder.calls.append((details.method, dict(details.invocation_metadata)))
+                return None
+
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        self.server.add_generic_rpc_handlers((Handler(),))
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop(grace=None)
+
+
+def test_qa_milvus_token_goes_to_milvus_and_never_into_the_index_folder(
+        corpus: Path, tmp_path: Path, milvus_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """QA_MILVUS_TOKEN is what a Milvus server is sent as its authorization, as is, and no error
+    shows it; an index built with it leaves no trace of it in the index folder (store.json names
+    only where the index is)."""
+    import base64
+
+    token = "qa-user:s3cret-Pa55"
+    monkeypatch.setenv("QA_MILVUS_TOKEN", token)
+    server = _RecordingGrpcServer()
+    try:
+        address = f"http://127.0.0.1:{server.port}"
+        with pytest.raises(StoreUnavailableError, match="cannot reach Milvus at QA_MILVUS_URI=http://127.0.0.1:") as info:
+            _engine(corpus, tmp_path, address).ensure_index(progress=False)
+    finally:
+        server.stop()
+    assert "s3cret" not in str(info.value)
+    method, metadata = server.calls[0]
+    assert method.startswith("/milvus.proto.milvus.MilvusService/")
+    assert base64.b64decode(metadata["authorization"]).decode() == token
+
+    engine = _engine(corpus, tmp_path, milvus_uri)
+    assert engine.settings.milvus_token == token
+    assert engine.ensure_index(progress=False).passages == 3
+    assert json.loads((tmp_path / "index" / "store.json").read_text(encoding="utf-8"))["milvus_uri"] == milvus_uri
+    for path in (tmp_path / "index").rglob("*"):
+        assert not path.is_file() or b"s3cret" not in path.read_bytes(), f"the token is in {path}"
+
+
 # ----------------------------------------------------------------------------- keyword search
 
 
@@ -143,7 +198,7 @@ def test_whatever_a_killed_writer_left_is_repaired_by_the_next_sync(
     client.delete("qa_passages_manifest", ids=["doc:docs/beta.md"])  # rows written, manifest row not yet
     client.insert("qa_passages", [{"id": "0123456789abcdef", "document": "docs/gamma.txt", "content_hash": "0" * 64,
                                    "start": 0, "end": 5, "page": 0, "text": "Glass", "vector": [0.0] * 384}])
-    with pytest.raises(Exception, match="missing or extra rows"):
+    with pytest.raises(CorruptIndexError, match="missing or extra rows"):
         engine.store.verify()
 
     with caplog.at_level(logging.WARNING, logger="qa"):
@@ -256,12 +311,13 @@ def test_an_app_server_without_documents_serves_the_shared_index(tmp_path: Path,
 
 def test_several_folders_feed_one_shared_index(corpus: Path, tmp_path: Path, milvus_uri: str) -> None:
     """Each sync manages the documents of its own folder: indexing a second folder (another
-    machine's, or an app server's uploads) adds to the collection instead of replacing it."""
+    machine's, or an app server's uploads, each from an index folder of its own) adds to the
+    collection instead of replacing it."""
     other = tmp_path / "reports"
     other.mkdir()
     (other / "bridge.txt").write_text("The Ozymandrel bridge is 417 metres long and crosses the river Tessaline.")
     _engine(corpus, tmp_path, milvus_uri).ensure_index(progress=False)
-    report = _engine(other, tmp_path, milvus_uri).ensure_index(progress=False)
+    report = _engine(other, tmp_path, milvus_uri, index_dir=str(tmp_path / "reports-index")).ensure_index(progress=False)
     assert report.added == ["reports/bridge.txt"] and report.removed == [] and report.passages == 4
     (corpus / "beta.md").unlink()
     engine = _engine(corpus, tmp_path, milvus_uri)

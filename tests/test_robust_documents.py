@@ -1,16 +1,21 @@
 """A hostile corpus indexes to completion: every bad file is indexed or skipped with a reason,
 and the good files' facts stay answerable.
 
-Two builds of the same corpus (module-scoped, each once):
-- "stub": a hashing embedder, so the 50 MB text file (97,000+ passages) can be embedded in a
-  test; everything else (loading, skipping, passages, FAISS, save, BM25) is the real code.
-- "real": the real embedder and reader, without the 50 MB file (embedding it with MiniLM on a
-  2-core CPU takes hours); adds the reader's answers and the rendered `<script>` check.
-tests/test_documents.py covers each loader alone; this is the whole build.
+Two builds of the same corpus (module-scoped, each once), both reading every file under the
+reading budget in worker processes (qa.parsing), with the hostile files of issue 40 among them:
+- "stub": a hashing embedder, and the text budget raised, so the 50 MB text file (97,000+
+  passages) can be embedded in a test; everything else (loading, skipping, passages, FAISS,
+  save, BM25) is the real code.
+- "real": the real embedder and reader under the default budget, without the 50 MB file
+  (embedding it with MiniLM on a 2-core CPU takes hours) but with a 20 MB one, which the budget
+  skips; adds the reader's answers and the rendered `<script>` check.
+tests/test_documents.py covers each loader alone, tests/test_parsing.py the budget; this is the
+whole build.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import threading
@@ -20,11 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import hostile_files as hostile
 from robust_support import HashEmbedder, assert_store_consistent, file_hashes, record
 from test_documents import PNG_BYTES, make_pdf
 
 INDEXED = "indexed"
-BUILD_LIMIT_S = float(os.environ.get("QA_ROBUST_BUILD_LIMIT_S", "1800"))
+BUILD_LIMIT_S = float(os.environ.get("QA_ROBUST_BUILD_LIMIT_S", "600"))  # hang guard; the stub build takes ~40 s
 MB = 2**20
 
 #: Good and bad-but-readable files carry facts: (file, question, passage words, accepted answers).
@@ -87,7 +93,8 @@ def _scripty_html() -> str:
 def build_hostile_corpus(root: Path, *, big: bool) -> dict[str, str]:
     """Write the corpus; return each file's expected outcome: INDEXED or its skip reason.
 
-    `bad/vanishing*.txt` and `bad/parser-bug.html` only misbehave under `hostile_build()`.
+    `bad/vanishing*.txt` only misbehave under `hostile_build()`. `big` adds the 50 MB file (to be
+    indexed under a raised text budget), else a 20 MB one that the default budget skips.
     """
     for name, text in GOOD_TEXT.items():
         _write(root, name, text)
@@ -110,10 +117,19 @@ def build_hostile_corpus(root: Path, *, big: bool) -> dict[str, str]:
     bad("bad/lines.txt", "".join(f"word{i}\n" for i in range(20_000)), INDEXED)
     bad("bad/vanishing.txt", "This file is deleted after the folder is listed.", "disappeared while indexing")
     bad("bad/vanishing-late.txt", "This file is deleted after it is hashed.", "disappeared while indexing")
-    bad("bad/parser-bug.html", "<p>PARSERBUG</p>",
-        "could not be loaded (RecursionError: maximum recursion depth exceeded)")
+    # Issue 40's uploads: each is read by real pypdf / BeautifulSoup in a worker, under the budget.
+    bad("bad/bomb.pdf", hostile.content_bomb_pdf(200),
+        "took over 2 s to read 0 of its 200 pages (limit 2 s plus 0.5 s a page read: QA_PARSE_SECONDS, "
+        "QA_PARSE_PAGE_SECONDS)")
+    bad("bad/cyclic.pdf", hostile.cyclic_pages_pdf(), "is not a readable PDF (Detected cyclic page references.)")
+    bad("bad/nested.pdf", hostile.nested_arrays_pdf(), "is not a readable PDF (Error reading PDF file.)")
+    bad("bad/polyglot.pdf", hostile.polyglot_pdf(), "is not a readable PDF (Stream has ended unexpectedly)")
+    bad("bad/drawing.html", hostile.svg_in_html(), "has no visible text")
     if big:
         bad("bad/huge.txt", _fifty_megabytes(), INDEXED)
+    else:
+        bad("bad/twenty.txt", hostile.big_text(20 * MB),
+            "has over 2,000,000 characters of text (limit QA_MAX_DOCUMENT_CHARS=2000000)")
     os.symlink("self.txt", root / "bad" / "self.txt")  # a link to itself
     expected["bad/self.txt"] = "could not be read (Too many levels of symbolic links)"
     os.symlink("..", root / "bad" / "loop")  # folder loops: back to the corpus, and to itself
@@ -150,15 +166,6 @@ def _vanish_before(real: Callable, names: set[str]) -> Callable:
     return wrapper
 
 
-def _parser_bug(real: Callable) -> Callable:
-    def html_to_text(markup: str, name: str = "<html>") -> str:
-        if "PARSERBUG" in markup:
-            raise RecursionError("maximum recursion depth exceeded")
-        return real(markup, name)
-
-    return html_to_text
-
-
 def _run_with_limit(fn: Callable[[], Any], limit: float) -> Any:
     """fn() in a thread; fail (instead of hanging the suite) if it runs past `limit` seconds."""
     box: dict[str, Any] = {}
@@ -181,8 +188,8 @@ def _run_with_limit(fn: Callable[[], Any], limit: float) -> Any:
 @pytest.fixture(scope="module", params=[pytest.param("stub", marks=pytest.mark.slow),
                                         pytest.param("real", marks=pytest.mark.slow)])
 def build(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Build]:
-    import qa.documents
     import qa.indexing
+    import qa.parsing
     import qa.pipeline
     from qa.config import Settings
     from qa.pipeline import Engine
@@ -196,9 +203,15 @@ def build(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
             stub = HashEmbedder()
             patch.setattr(qa.pipeline, "_embedder", lambda *args, **kwargs: stub)
         patch.setattr(qa.indexing, "file_hash", _vanish_before(qa.indexing.file_hash, {"vanishing.txt"}))
-        patch.setattr(qa.indexing, "load_document", _vanish_before(qa.indexing.load_document, {"vanishing-late.txt"}))
-        patch.setattr(qa.documents, "html_to_text", _parser_bug(qa.documents.html_to_text))
-        engine = Engine(Settings.load(corpus_dir=str(corpus), index_dir=str(work / "index")))
+        read = qa.parsing.DocumentReader.read
+        patch.setattr(qa.parsing.DocumentReader, "read",
+                      lambda self, path, *args: _vanish_before(functools.partial(read, self), {"vanishing-late.txt"})(
+                          path, *args))
+        # 2 s a file: the bomb's first page takes longer on any machine, so its reason is exact.
+        # The stub build raises the text budget so that the 50 MB file is indexed whole.
+        budget = {"max_document_chars": 60_000_000} if kind == "stub" else {}
+        engine = Engine(Settings.load(corpus_dir=str(corpus), index_dir=str(work / "index"), parse_seconds=2,
+                                      **budget))
         report = _run_with_limit(lambda: engine.ensure_index(progress=False), BUILD_LIMIT_S)
         yield Build(kind, engine, corpus, work / "index", report, expected, engine.embedder)
     bad = [p for p in expected if not p.startswith(f"{corpus.name}/good/")]
@@ -256,22 +269,26 @@ def test_hostile_content_is_indexed_sanely(build: Build) -> None:
         assert min(p.start for p in huge) == 0 and max(p.end for p in huge) == len(text.rstrip())
 
 
+#: The reader reads real-embedder hits only in the "real" build: these tests run on it alone.
+REAL_BUILD_ONLY = pytest.mark.parametrize("build", ["real"], indirect=True)
+
+
+@pytest.mark.slow
+@REAL_BUILD_ONLY
 @pytest.mark.parametrize(("document", "question", "words", "answers"), FACTS)
 def test_reader_answers_the_good_facts(build: Build, document: str, question: str, words: str,
                                        answers: tuple[str, ...]) -> None:
     """Needs the trained reader: the default threshold lets the right span through."""
-    if build.kind != "real":
-        pytest.skip("the reader reads real-embedder hits only in the 'real' build")
     result = build.engine.answer(question)
     assert result.source == f"corpus/{document}" and result.text in answers, (result.text, result.alternatives[:1])
 
 
+@pytest.mark.slow
+@REAL_BUILD_ONLY
 def test_document_script_renders_escaped(build: Build) -> None:
     """The passage with `<script>` from trains.md, read as evidence, shows as text in the chat."""
     from qa import web
 
-    if build.kind != "real":
-        pytest.skip("rendering needs the reader's answer: 'real' build only")
     result = build.engine.answer("How often do marzipan trains leave Velloria station?", threshold=0.0)
     html = web.render_reply(result)
     assert any("<script>" in h.passage.text for h in result.hits)

@@ -4,7 +4,9 @@ and the web app's `/ask` each answer, abstain, or raise ValueError saying what t
 The oracle is exact: a question that is empty once control/format characters and whitespace
 are removed must be refused as empty; one over 1,000 characters must be refused as too long;
 every other question must come back as a well-formed Answer (quoting its source exactly, or
-abstaining). Run with QA_ROBUST_EXAMPLES=5 while developing on a busy machine.
+abstaining); afterwards the plain question is still answered right. A hang fails the test at
+the per-test timeout; the slowest call is recorded, not asserted. Run with QA_ROBUST_EXAMPLES=5
+while developing on a busy machine.
 """
 
 from __future__ import annotations
@@ -18,11 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from app_process import copy_writable, seeds_dir
+from app_process import accepted_answers, copy_writable, seeds_dir
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from robust_support import (
-    CALL_LIMIT_S,
     ERROR_MESSAGES,
     EXAMPLES,
     ask_raw,
@@ -119,7 +120,7 @@ class Tally:
     outcomes: Counter = field(default_factory=Counter)
     categories: Counter = field(default_factory=Counter)
     crashes: int = 0
-    hangs: int = 0
+    slowest_s: float = 0.0
     corruptions: int = 0
 
 
@@ -153,7 +154,7 @@ def engine_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
     engine.ensure_index(progress=False)
     yield engine, work, index_fingerprint(work / "index")
     for target, t in TALLIES.items():
-        record("questions", target=target, calls=t.calls, crashes=t.crashes, hangs=t.hangs,
+        record("questions", target=target, calls=t.calls, crashes=t.crashes, slowest_s=round(t.slowest_s, 2),
                corruptions=t.corruptions, outcomes=dict(t.outcomes), categories=dict(t.categories))
 
 
@@ -169,8 +170,7 @@ def test_answer_answers_abstains_or_says_what_to_fix(engine_env, case: tuple[str
     t.calls += 1
     t.categories[label] += 1
     t.outcomes[_outcome(error, result.text if result else None)] += 1
-    t.hangs += seconds >= CALL_LIMIT_S
-    assert seconds < CALL_LIMIT_S, f"answer({question!r}) took {seconds:.1f}s"
+    t.slowest_s = max(t.slowest_s, seconds)
     expected = expected_question_error(question)
     if expected:
         t.crashes += not isinstance(error, ValueError)
@@ -209,8 +209,7 @@ def test_read_answers_abstains_or_says_what_to_fix(engine_env, case: tuple[str, 
     t.calls += 1
     t.categories[label] += 1
     t.outcomes[_outcome(error, result.text if result else None)] += 1
-    t.hangs += seconds >= CALL_LIMIT_S
-    assert seconds < CALL_LIMIT_S, f"read({question!r}, {len(context)} chars) took {seconds:.1f}s"
+    t.slowest_s = max(t.slowest_s, seconds)
     expected = expected_question_error(question)
     if expected:
         t.crashes += not isinstance(error, ValueError)
@@ -250,8 +249,7 @@ def test_web_ask_answers_abstains_or_says_what_to_fix(web, case: tuple[str, str]
     t.calls += 1
     t.categories[label] += 1
     t.outcomes[_outcome(error, payload.get("text") if isinstance(payload, dict) else None)] += 1
-    t.hangs += seconds >= CALL_LIMIT_S
-    assert seconds < CALL_LIMIT_S, f"/ask {question!r} took {seconds:.1f}s"
+    t.slowest_s = max(t.slowest_s, seconds)
     # What the server receives: JSON joins an escaped surrogate pair into one character
     # ("\\ud800\\udc00" arrives as U+10000), so judge the question as decoded.
     expected = expected_question_error(json.loads(json.dumps(question)))
@@ -265,6 +263,19 @@ def test_web_ask_answers_abstains_or_says_what_to_fix(web, case: tuple[str, str]
     unchanged = index_fingerprint(index_dir) == fingerprint
     t.corruptions += not unchanged
     assert unchanged, "asking a question changed the index files"
+
+
+@pytest.mark.slow
+def test_after_the_hostile_questions_the_plain_one_is_still_answered(engine_env, web) -> None:
+    """None of the hostile questions above left the engine or the app answering worse."""
+    engine, work, fingerprint = engine_env
+    client, _, index_dir, web_fingerprint = web
+    accepted = accepted_answers(REAL_QUESTION)
+    assert engine.answer(REAL_QUESTION).text in accepted
+    assert engine.read(REAL_QUESTION, "Stuart Ramsay, Sky News chief correspondent, interviewed Zelensky in Kyiv.",
+                       ).text in ("Stuart Ramsay", "Stuart Ramsay, Sky News chief correspondent")
+    assert client.predict(REAL_QUESTION, 5, -1, api_name="/ask")["text"] in accepted
+    assert index_fingerprint(work / "index") == fingerprint and index_fingerprint(index_dir) == web_fingerprint
 
 
 def test_the_oracle_itself() -> None:

@@ -4,12 +4,15 @@ no text of any shape becomes markup in a rendered reply.
 
 tests/test_web_render.py already checks `_auth` parsing and specific `<script>` cases;
 tests/test_uploads.py checks specific hostile names. These add the live server and properties.
+Where the server listens, the login and the upload limit are checked on the real app (app.py,
+real engine) started with QA_AUTH and QA_MAX_UPLOAD_MB, as a person would start it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import urllib.error
 import urllib.request
@@ -19,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from app_process import SEED_FILE, copy_writable, free_port, seeds_dir
+from app_process import SEED_FILE, WebServer, accepted_answers, copy_writable, free_port, run_app, seeds_dir
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from robust_support import record
@@ -46,6 +49,14 @@ class StubEngine:
 
     def documents(self) -> list:
         return []
+
+    def status(self) -> Any:
+        from qa.index_status import status_of
+
+        return status_of(self.settings, None, [], 0, "stub embedder", "flat")
+
+    def upload_folder(self) -> Path:
+        return self.settings.uploads_path
 
     def answer(self, question: str, top_k: int | None = None, threshold: float | None = None,
                history: list[str] | None = None, reader: str | None = None) -> Any:
@@ -118,16 +129,28 @@ def test_default_host_is_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
     assert web.parse_args([]).host is None  # app.py then falls back to Settings' default
 
 
+LOGIN = ("ann", "s3cret:with:colons")
+
+
+@pytest.fixture(scope="module")
+def locked_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
+    """`python app.py` over a copy of the seeds with a login and a 1 MB upload limit set in its
+    environment, and no QA_HOST: the real engine behind the real server."""
+    work = tmp_path_factory.mktemp("locked")
+    corpus = copy_writable(seeds_dir(), work / "seeds")
+    with run_app(corpus, work / "index", work / "app.log", QA_AUTH=":".join(LOGIN), QA_MAX_UPLOAD_MB="1") as app:
+        yield app
+
+
 @pytest.mark.slow
-def test_the_app_listens_on_loopback_only_by_default(served: Any) -> None:
-    launched = served()
-    assert launched["server_name"] == "127.0.0.1"
-    assert _listening_addresses(launched["port"]) == {"127.0.0.1"}
+def test_the_app_listens_on_loopback_only_by_default(locked_app: WebServer) -> None:
+    assert _listening_addresses(locked_app.port) == {"127.0.0.1"}
+    assert f"Serving on http://127.0.0.1:{locked_app.port}" in locked_app.log_text()
 
 
 def _post_ask(url: str, question: str) -> int:
     """HTTP status of a bare /ask call without any session or login cookie."""
-    body = json.dumps({"data": [question, 5, -1]}).encode()
+    body = json.dumps({"data": [question, 5, -1, ""]}).encode()
     request = urllib.request.Request(f"{url}/gradio_api/call/ask", body, {"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
@@ -137,28 +160,79 @@ def _post_ask(url: str, question: str) -> int:
 
 
 @pytest.mark.slow
-def test_qa_auth_locks_the_app_and_its_api(served: Any) -> None:
+def test_qa_auth_locks_the_app_and_its_api(locked_app: WebServer) -> None:
     from gradio_client import Client
+    from gradio_client.exceptions import AuthenticationError
 
-    launched = served(QA_AUTH="ann:s3cret:with:colons")
-    url = launched["url"]
-    assert launched["auth"] == ("ann", "s3cret:with:colons")
-    assert _post_ask(url, "Who?") in (401, 403)
-    with pytest.raises(Exception):  # noqa: B017 - gradio_client raises a plain ValueError here
+    url = locked_app.url
+    assert _post_ask(url, "Who interviewed Zelensky?") in (401, 403)
+    with pytest.raises(AuthenticationError, match="credentials were not provided"):
         Client(url, verbose=False)
-    with pytest.raises(Exception):  # noqa: B017
-        Client(url, auth=("ann", "wrong"), verbose=False)
-    payload = Client(url, auth=("ann", "s3cret:with:colons"), verbose=False).predict("Who?", 5, -1, api_name="/ask")
-    assert payload["text"] == "stub answer"
-    record("security", case="auth", unauthenticated_status=_post_ask(url, "Who?"))
+    with pytest.raises(ValueError, match="Could not login"):  # gradio's 400 "Incorrect credentials."
+        Client(url, auth=(LOGIN[0], "wrong"), verbose=False)
+    payload = Client(url, auth=LOGIN, verbose=False).predict("Who interviewed Zelensky?", 5, -1, api_name="/ask")
+    assert payload["text"] in accepted_answers("Who interviewed Zelensky?"), payload
+    record("security", case="auth", unauthenticated_status=_post_ask(url, "Who interviewed Zelensky?"))
 
 
 @pytest.mark.slow
-def test_without_qa_auth_the_api_is_open(served: Any) -> None:
+def test_qa_max_upload_mb_reaches_the_web_app(locked_app: WebServer) -> None:
+    """QA_MAX_UPLOAD_MB=1 in the app's environment: the page says so, and the server refuses a
+    bigger file before it reaches the upload handler (which holds the same limit)."""
+    import httpx
+
+    with httpx.Client(base_url=locked_app.url, timeout=60) as http:
+        assert http.post("/login", data={"username": LOGIN[0], "password": LOGIN[1]}).status_code == 200
+        config = http.get("/config")
+        assert config.status_code == 200 and re.search(r'"Add documents \([^"]*; up to 1 MB\)"', config.text)
+        big = http.post("/gradio_api/upload", files={"files": ("big.txt", b"word " * (MB // 4), "text/plain")})
+        assert big.status_code == 413 and "maximum allowed size" in big.text, (big.status_code, big.text)
+        small = http.post("/gradio_api/upload", files={"files": ("small.txt", b"word " * (MB // 8), "text/plain")})
+        assert small.status_code == 200, (small.status_code, small.text)
+
+
+@pytest.mark.slow
+def test_ask_refuses_inputs_that_are_not_what_it_takes_in_one_line_naming_them(served: Any) -> None:
+    """A threshold of NaN or Infinity used to abstain on every question without a word, and too few
+    inputs answered with Gradio's own message, memory addresses included."""
+    from robust_support import WebError, call_ask
+
+    url = served()["url"]
+    threshold = "threshold must be a number from 0 to 1 (or -1 for the reader's own), not {}"
+    refused = {
+        ("Who?", 5, "NaN", ""): threshold.format("'NaN'"),
+        ("Who?", 5, float("nan"), ""): threshold.format("nan"),  # JSON's NaN literal
+        ("Who?", 5, "Infinity", ""): threshold.format("'Infinity'"),
+        ("Who?", 5, float("-inf"), ""): threshold.format("-inf"),
+        ("Who?", 5, 1.5, ""): threshold.format("1.5"),
+        ("Who?", 5, None, ""): threshold.format("None"),
+        ("Who?", "five", -1, ""): "top_k must be a whole number of passages from 1 to 50, not 'five'",
+        ("Who?", 2.5, -1, ""): "top_k must be a whole number of passages from 1 to 50, not 2.5",
+        ("Who?", 5, -1, 7): "reader must be 'accurate' or 'fast' (or \"\" for the configured one), not 7",
+        (): 'missing input: question, top_k, threshold, reader (/ask takes question, top_k, threshold, reader, '
+            'e.g. ["Who interviewed Zelensky?", 5, -1, ""])',
+        ("Who?",): 'missing input: top_k, threshold, reader (/ask takes question, top_k, threshold, reader, '
+                   'e.g. ["Who interviewed Zelensky?", 5, -1, ""])',
+        ("Who?", 5, 0.5): 'missing input: reader (/ask takes question, top_k, threshold, reader, '
+                          'e.g. ["Who interviewed Zelensky?", 5, -1, ""])',
+    }
+    for data, message in refused.items():
+        with pytest.raises(WebError) as info:
+            call_ask(url, list(data))
+        assert str(info.value) == message, data
+    for threshold_ok in (0, 1, 0.35, "0.35", -1):  # -1: the reader's own threshold, as documented
+        assert call_ask(url, ["Who?", 5, threshold_ok, ""])["text"] == "stub answer", threshold_ok
+    assert call_ask(url, ["Who?", 500, -1, ""])["text"] == "stub answer"  # top_k is capped, not refused
+
+
+@pytest.mark.slow
+def test_without_qa_auth_the_api_is_open(web_server: WebServer) -> None:
     """The control for the test above: the same call succeeds when no login is configured."""
-    launched = served()
-    assert launched["auth"] is None
-    assert _post_ask(launched["url"], "Who?") == 200
+    from robust_support import ask_raw
+
+    assert _post_ask(web_server.url, "Who interviewed Zelensky?") == 200
+    answer = ask_raw(web_server.url, "Who interviewed Zelensky?")
+    assert answer["text"] in accepted_answers("Who interviewed Zelensky?"), answer
 
 
 # ----------------------------------------------------------------------------- uploads

@@ -11,7 +11,6 @@ import json
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -77,6 +76,7 @@ def test_embedder_and_reader_asked_from_two_threads_load_one_at_a_time(attempt: 
 def test_app_starts_on_an_empty_index_and_answers_every_time(tmp_path: Path) -> None:
     """Five first starts in a row: each builds its index, answers /ask, and logs no traceback."""
     from gradio_client import Client
+    from gradio_client.exceptions import AppError
 
     corpus = copy_writable(seeds_dir(), tmp_path / "seeds")
     question = "Who interviewed Zelensky?"
@@ -84,7 +84,7 @@ def test_app_starts_on_an_empty_index_and_answers_every_time(tmp_path: Path) -> 
         with run_app(corpus, tmp_path / f"index-{start}", tmp_path / f"app-{start}.log") as app:
             client = Client(app.url, verbose=False)
             payload = client.predict(question, 5, -1, api_name="/ask")
-            with pytest.raises(Exception, match="the question is empty"):
+            with pytest.raises(AppError, match="the question is empty"):
                 client.predict("   ", 5, -1, api_name="/ask")
             log = app.log_text()
         assert payload["text"] in accepted_answers(question), payload
@@ -168,19 +168,21 @@ def test_model_cache_keeps_the_new_file_and_the_most_recently_used_of_its_kind(t
 
 # ----------------------------------------------------------------------------- start-up errors
 
-#: The longest a start-up error may take to be reported (measured: well under a second).
-FAIL_FAST_S = 15.0
+#: Hang guard for one start: a start-up error comes in about a second, the failed launch below
+#: after models began loading and indexing was stopped.
+START_HANG_GUARD_S = 120
 
 
 def _start(command: list[str], tmp_path: Path, *args: str, env: dict[str, str] | None = None,
-           corpus: Path | None = None, index: Path | None = None) -> tuple[subprocess.CompletedProcess, float]:
-    """Run an entry point over the seed corpus (unless told otherwise) and time it."""
+           corpus: Path | None = None, index: Path | None = None) -> subprocess.CompletedProcess:
+    """Run an entry point over the seed corpus (unless told otherwise) until it exits.
+
+    "Before any model loads" is checked by what it prints: the web app logs "Loading models…"
+    before the first load, so a start-up error must be its only line."""
     corpus = corpus or copy_writable(seeds_dir(), tmp_path / "seeds")
     index = index or tmp_path / "index"
-    started = time.monotonic()
-    done = subprocess.run([*command, "--corpus-dir", str(corpus), "--index-dir", str(index), *args], cwd=ROOT,
-                          env=cli_env(env), capture_output=True, text=True, timeout=120)
-    return done, time.monotonic() - started
+    return subprocess.run([*command, "--corpus-dir", str(corpus), "--index-dir", str(index), *args], cwd=ROOT,
+                          env=cli_env(env), capture_output=True, text=True, timeout=START_HANG_GUARD_S)
 
 
 @pytest.mark.parametrize("command", [["app.py"], ["-m", "qa.cli", "serve"]], ids=["app.py", "qa serve"])
@@ -189,14 +191,13 @@ def test_a_busy_port_is_one_line_and_status_2_before_any_model_loads(command: li
         other_server.bind(("127.0.0.1", 0))
         other_server.listen()
         port = other_server.getsockname()[1]
-        done, seconds = _start([sys.executable, *command], tmp_path, "--port", str(port))
+        done = _start([sys.executable, *command], tmp_path, "--port", str(port))
     assert done.returncode == 2, done.stderr[-3000:]
     assert done.stderr.splitlines() == [
         f"error: 127.0.0.1:{port} is already in use (is the chat already running?): stop that server, "
         f"or choose another port with QA_PORT or --port (e.g. --port {port + 1})"
     ]
-    assert done.stdout == ""
-    assert seconds < FAIL_FAST_S
+    assert done.stdout == ""  # the one line above is all: no "Loading models…"
     assert not (tmp_path / "index").exists()  # nothing was indexed
 
 
@@ -225,11 +226,10 @@ def test_a_start_up_error_a_user_can_fix_is_one_line_and_status_2(case: str, tmp
     env, args, corpus, index, expected = USER_ERRORS[case]
     copy_writable(seeds_dir(), tmp_path / "seeds")
     (tmp_path / "notes.txt").write_text("not a folder", encoding="utf-8")
-    done, seconds = _start([sys.executable, "app.py"], tmp_path, *args, env=env, corpus=tmp_path / corpus,
-                           index=tmp_path / index)
+    done = _start([sys.executable, "app.py"], tmp_path, *args, env=env, corpus=tmp_path / corpus,
+                  index=tmp_path / index)
     assert (done.returncode, done.stderr.splitlines()) == (2, [expected.format(tmp=tmp_path)]), done.stderr[-3000:]
     assert done.stdout == ""
-    assert seconds < FAIL_FAST_S
 
 
 def test_a_failed_launch_after_indexing_began_exits_2_without_an_abort(tmp_path: Path) -> None:
@@ -241,8 +241,8 @@ def test_a_failed_launch_after_indexing_began_exits_2_without_an_abort(tmp_path:
         other_server.bind(("127.0.0.1", 0))
         other_server.listen()
         port = other_server.getsockname()[1]
-        done, _ = _start([sys.executable, "app.py"], tmp_path, "--host", "127.0.0.2", "--port", str(port),
-                         env={"PYTHONUNBUFFERED": "1"})
+        done = _start([sys.executable, "app.py"], tmp_path, "--host", "127.0.0.2", "--port", str(port),
+                      env={"PYTHONUNBUFFERED": "1"})
     assert done.returncode == 2, done.stderr[-3000:]
     assert done.stderr.splitlines()[-1] == (
         f"error: cannot listen on 127.0.0.2:{port}: the port is in use on this machine; "

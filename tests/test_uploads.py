@@ -52,7 +52,7 @@ def test_oversize_upload(tmp_path: Path) -> None:
 
 
 def test_unsupported_suffix(tmp_path: Path) -> None:
-    with pytest.raises(UploadError, match=r"setup\.exe: \.exe not supported; use \.htm, \.html"):
+    with pytest.raises(UploadError, match=r"setup\.exe: \.exe not supported; use \.csv, \.docx, \.eml, \.epub, \.htm"):
         save_upload(b"MZ", "setup.exe", tmp_path, max_bytes=MB)
 
 

@@ -8,6 +8,7 @@ from app_process import accepted_answers
 pytestmark = pytest.mark.slow
 
 gradio_client = pytest.importorskip("gradio_client")
+from gradio_client.exceptions import AppError  # noqa: E402 - the app's gr.Error, message and all
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +55,7 @@ def test_ask_finds_the_interviewer(client, web_server) -> None:
 
 
 def test_ask_rejects_an_empty_question_with_a_message(client) -> None:
-    with pytest.raises(Exception, match="empty"):
+    with pytest.raises(AppError, match="empty"):
         client.predict("   ", 5, -1, api_name="/ask")
 
 
@@ -63,5 +64,5 @@ def test_ask_takes_either_shipped_reader_and_refuses_others(client, web_server) 
     for reader in ("fast", "accurate"):
         result = client.predict("Who interviewed Zelensky?", 5, -1, reader, api_name="/ask")
         assert result["text"] in accepted_answers("Who interviewed Zelensky?"), (reader, result)
-    with pytest.raises(Exception, match="not a shipped reader"):
+    with pytest.raises(AppError, match="not a shipped reader"):
         client.predict("Who interviewed Zelensky?", 5, -1, "huge", api_name="/ask")

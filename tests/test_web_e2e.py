@@ -1,7 +1,10 @@
 """The web chat in a real browser: ask, follow up, upload, remove, with screenshots.
 
-Runs the real app (tests/conftest.py `web_server`) and drives the system Chromium with
-Playwright. Screenshots go to the test's tmp dir and, when $QA_TEST_ARTIFACTS is set, there too.
+Runs the real app (tests/conftest.py `web_server`) and drives the system Chromium (Debian's
+`chromium`, which `scripts/setup --test` installs) with Playwright. Without it these tests fail,
+so CI cannot go green with no browser coverage; QA_SKIP_BROWSER_TESTS=1 skips them instead, for
+a developer's machine without a browser. Screenshots go to the test's tmp dir and, when
+$QA_TEST_ARTIFACTS is set, there too.
 """
 
 from __future__ import annotations
@@ -12,20 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from app_process import chromium_executable
+from playwright.sync_api import Locator, Page, expect, sync_playwright
+
+from qa.config import DEFAULT_READER, SHIPPED_READERS
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
-
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip(
-        f"!!! BROWSER TESTS SKIPPED: {CHROMIUM} not found. Install it with `apt-get install -y chromium` "
-        "to run the end-to-end web chat tests. !!!",
-        allow_module_level=True,
-    )
-
-from playwright.sync_api import Locator, Page, expect, sync_playwright  # noqa: E402
-
-from qa.config import DEFAULT_READER, SHIPPED_READERS  # noqa: E402
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -35,8 +30,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-#: The first answer waits for model loading and the index build on a busy CPU.
-ANSWER_TIMEOUT_MS = int(os.environ.get("QA_TEST_ANSWER_TIMEOUT_MS", "600000"))
+#: Hang guard for an answer; the first waits for model loading and the index build on a busy CPU.
+ANSWER_TIMEOUT_MS = int(os.environ.get("QA_TEST_ANSWER_TIMEOUT_MS", "300000"))
 REPLIES = '#qa-chat [data-testid="bot"] .qa-reply'
 XSS_MARKER = "__qa_pwned"
 
@@ -58,10 +53,16 @@ class Shots:
         return self.last
 
 
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """Looked for before the app starts: without it the tests fail at once (see the docstring)."""
+    return chromium_executable()
+
+
 @pytest.fixture()
-def page(web_server) -> Iterator[Page]:
+def page(chromium: Path, web_server) -> Iterator[Page]:
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(web_server.url, wait_until="load")
@@ -105,6 +106,11 @@ class ContentChecks:
         if expected not in got:
             self.failures.append(f"expected {expected!r} in the answer, got {got!r}")
 
+    def reply_contains(self, reply: Locator, expected: str) -> None:
+        got = reply.inner_text()
+        if expected not in got:
+            self.failures.append(f"expected {expected!r} in the reply, got {got[:300]!r}")
+
     def marked(self, reply: Locator, expected: str) -> None:
         marks = reply.locator("blockquote mark").all_inner_texts()
         if marks != [expected]:
@@ -133,13 +139,13 @@ def test_chat_answers_follows_up_and_learns_uploads(
         expect(reply.locator(".qa-meta").first).to_contain_text(web_server.seed_file)
         expect(reply).to_contain_text("confidence, ")
 
-    # 2. A follow-up that only makes sense after the first question (via the example button).
+    # 2. A follow-up that only makes sense after the first question (via the example button):
+    # the page sends the session's history, so "he" is read as the interviewer.
     reply = ask(page, example="Which channel does he work for?")
     shots.take("follow_up")
-    # The follow-up is answered or abstained on, never an error. That the shipped reader answers
-    # "Sky News" here is pinned (as a known miss) in test_answer_api.py::test_follow_up_*.
-    expect(reply.locator(".qa-answer")).to_be_visible()
     expect(reply.locator(".qa-error")).to_have_count(0)
+    content.answer_contains(reply, "Sky News")
+    content.reply_contains(reply, "read as “Which channel does Stuart Ramsay work for?”")
 
     # 3. Upload a new document (and one full of markup) and ask about it.
     festival = tmp_path / "zorblatt.txt"

@@ -1,8 +1,11 @@
-"""The chat's rendering: escaping, highlighting at the real offsets, confidence words. No models."""
+"""The chat's rendering: escaping, highlighting at the real offsets, confidence words (no models);
+the event handlers (reply with history, uploads) over a stub engine that records their calls,
+and over the real engine, which must answer what they pass it (slow)."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -198,12 +201,26 @@ def test_auth_parsing() -> None:
         web._auth(Settings(auth="nocolon"))
 
 
-def test_abstention_evidence_names_the_suppressed_best_candidate() -> None:
+def test_abstention_shows_a_likely_best_guess_right_under_its_first_line() -> None:
     best = _answer("Maybe <Kyiv>.", 0, 6, 12, score=0.12)
     ans = Answer(text="", score=0.12, hits=[_hit("Maybe <Kyiv>.", 0)], alternatives=[best])
     out = web.render_reply(ans)
-    assert "Best candidate, below the confidence threshold: “&lt;Kyiv&gt;”" in out
-    assert "low confidence, 12%" in out
+    first, second = re.findall(r"<p class=\"(qa-answer|qa-guess)\">(.*?)</p>", out)
+    assert first[0] == "qa-answer" and "find that in the documents" in first[1]
+    assert second == ("qa-guess", "Best guess, below the confidence threshold: <strong>“&lt;Kyiv&gt;”</strong>"
+                                  " — <code>seeds/doc.txt</code> (low confidence, 12%)")
+    assert "Maybe <mark>&lt;Kyiv&gt;</mark>." in out  # its sentence, marked as for an answer
+    assert "Best guess" not in out.split("<details>", 1)[1]  # shown once, not again inside Evidence
+    assert web.api_payload(ans)["guess"]["text"] == "<Kyiv>"
+    assert web.api_payload(ans)["text"] == ""
+
+
+def test_abstention_hides_an_unlikely_best_guess() -> None:
+    best = _answer("Maybe Kyiv.", 0, 6, 10, score=0.05)
+    ans = Answer(text="", score=0.05, hits=[_hit("Maybe Kyiv.", 0)], alternatives=[best])
+    out = web.render_reply(ans)
+    assert "qa-guess" not in out and "Best guess" not in out
+    assert web.api_payload(ans)["guess"] is None
 
 
 # -- event handlers over a stub engine (no models) --------------------------------------------
@@ -233,6 +250,9 @@ class StubEngine:
 
     def add_file(self, path):
         self.added.append(path)
+
+    def upload_folder(self):
+        return self.tmp_path / "corpus" / "uploads"
 
     def load_models(self):
         pass
@@ -284,3 +304,65 @@ def test_uploads_are_saved_in_the_upload_folder_and_refusals_explained(tmp_path)
     saved = backend.settings.uploads_path / "festival.txt"
     assert saved.read_text(encoding="utf-8").startswith("The Zorblatt festival")
     assert [str(p) for p in backend.engine.added] == [str(saved)]
+
+
+# -- the same handlers over the real engine ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def real_backend(tmp_path_factory):
+    """The chat's backend around a real Engine over a copy of the seeds, its first index built."""
+    from app_process import copy_writable, seeds_dir
+
+    from qa.config import Settings
+    from qa.pipeline import Engine
+
+    work = tmp_path_factory.mktemp("handlers")
+    settings = Settings.load(corpus_dir=str(copy_writable(seeds_dir(), work / "seeds")), index_dir=str(work / "index"))
+    backend = web.Backend(settings, Engine(settings))
+    backend.start_indexing()
+    backend.wait_ready(600)
+    return backend
+
+
+@pytest.mark.slow
+def test_reply_gives_the_real_engine_the_history_a_follow_up_needs(real_backend) -> None:
+    from app_process import accepted_answers
+
+    threshold = real_backend.default_threshold()
+    messages, asked = web.reply(real_backend, "Who interviewed Zelensky?", [], [], 5, threshold)
+    assert asked[0][1] in accepted_answers("Who interviewed Zelensky?"), messages[-1]["content"]
+    messages, asked = web.reply(real_backend, "Which channel does he work for?", messages, asked, 5, threshold)
+    assert asked[1] == ["Which channel does he work for?", "Sky News"], messages[-1]["content"]
+    assert "<strong>Sky News</strong>" in messages[-1]["content"]
+    assert "read as “Which channel does Stuart Ramsay work for?”" in messages[-1]["content"]
+    messages, asked = web.reply(real_backend, "   ", messages, asked, 5, threshold)
+    assert "question is empty" in messages[-1]["content"] and len(asked) == 2
+
+
+@pytest.mark.slow
+def test_an_upload_is_answered_at_once_and_after_a_restart(real_backend, tmp_path) -> None:
+    """The upload handler saves and indexes the file with the real engine; the next question is
+    answered from it, and so is the first question of a new process on the same folders."""
+    import json
+
+    from app_process import run_cli
+
+    good = tmp_path / "festival.txt"
+    good.write_text("The Zorblatt festival takes place every June in Kettering.\n", encoding="utf-8")
+    bad = tmp_path / "image.pdf"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
+    notes = web.add_uploads(real_backend, [str(good), str(bad)])
+    assert notes[0] == "Added festival.txt: you can ask about it now." and notes[1].startswith("Not added: image.pdf")
+    corpus = Path(real_backend.settings.corpus_dir)
+    assert [d.path for d in real_backend.engine.documents() if d.uploaded] == [f"{corpus.name}/uploads/festival.txt"]
+    messages, _ = web.reply(real_backend, "Where does the Zorblatt festival take place?", [], [], 5,
+                            real_backend.default_threshold())
+    assert "Kettering</strong>" in messages[-1]["content"], messages[-1]["content"]
+
+    again = run_cli("ask", "Where does the Zorblatt festival take place?", "--json", "--corpus-dir", str(corpus),
+                    "--index-dir", real_backend.settings.index_dir)
+    assert again.returncode == 0, again.stderr[-3000:]
+    answer = json.loads(again.stdout)
+    assert answer["source"] == f"{corpus.name}/uploads/festival.txt" and "Kettering" in answer["text"], answer
+

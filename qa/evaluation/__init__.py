@@ -1,6 +1,7 @@
 """Evaluation you can trust: question sets -> per-question records -> metrics, diagnoses, reports.
 
-`metrics`, `diagnosis` and `records` are pure and load no models; `runner` drives the engine.
+`metrics`, `diagnosis`, `records` and `report` are pure and load no models; `runner` drives the
+engine; `render` shows a report.
 """
 
 from __future__ import annotations

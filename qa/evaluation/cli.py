@@ -22,7 +22,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser.add_argument("file", nargs="?", default=str(DEFAULT_SET),
                         help="JSON Lines question set or SQuAD-format .json/.json.gz (default: %(default)s)")
     parser.add_argument("--index-dir", help="index folder (default: settings / QA_INDEX_DIR)")
-    parser.add_argument("--corpus-dir", help="corpus folder for JSON Lines sets (default: settings / QA_CORPUS_DIR)")
+    parser.add_argument("--corpus-dir", help="corpus folder for JSON Lines sets (default: QA_CORPUS_DIR, else the "
+                                             "folder the index records, else seeds)")
     parser.add_argument("--out", help="report folder (default: eval/reports/<timestamp>)")
     parser.add_argument("--reader-only", action="store_true", help="SQuAD files: give the reader the gold context")
     parser.add_argument("--tune-threshold", action="store_true", help="report the threshold that maximises F1 on this set")

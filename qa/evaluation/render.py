@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from qa.evaluation.metrics import Summary
+from qa.evaluation.report import EvalReport
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
-
-    from qa.evaluation.runner import EvalReport
 
 
 def fmt(value: float | int | None, digits: int = 3) -> str:

@@ -13,64 +13,22 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from qa.config import Settings
-from qa.evaluation.diagnosis import ContainmentIndex, Diagnosis, category_counts, diagnose_all, fill_containment, needs_containment
-from qa.evaluation.metrics import (
-    DEFAULT_KS,
-    SweepPoint,
-    Summary,
-    ThresholdChoice,
-    first_gold_rank,
-    reliability_bins,
-    summarize,
-    summarize_by_kind,
-    sweep_point,
-    threshold_sweep,
-    tune_threshold,
-)
+from qa.evaluation.diagnosis import ContainmentIndex, fill_containment, needs_containment
+from qa.evaluation.metrics import DEFAULT_KS, first_gold_rank, reliability_bins, sweep_point
 from qa.evaluation.records import EvalItem, QuestionRecord, load_items
+from qa.evaluation.render import markdown_report
+from qa.evaluation.report import EvalReport, build_report
 
 logger = logging.getLogger(__name__)
 
 END_TO_END = "end_to_end"
 READER_ONLY = "reader_only"
 DEFAULT_REPORTS_DIR = Path("eval") / "reports"
-
-
-@dataclass
-class EvalReport:
-    """Everything one evaluation run found; `to_dict()` is what report.json holds."""
-
-    dataset: str
-    mode: str
-    created: str
-    settings: dict[str, Any]
-    threshold: float | None
-    wall_seconds: float
-    summary: Summary
-    by_kind: dict[str, Summary]
-    categories: dict[str, int]
-    diagnoses: list[Diagnosis]
-    sweep: list[SweepPoint]
-    current: SweepPoint | None
-    tuned: ThresholdChoice | None
-    records: list[QuestionRecord]
-    out_dir: str | None = None
-    files: dict[str, str] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = {name: getattr(self, name) for name in self.__dataclass_fields__ if name != "records"}
-        data = {k: asdict(v) if hasattr(v, "__dataclass_fields__") else v for k, v in data.items()}
-        data["by_kind"] = {k: asdict(v) for k, v in self.by_kind.items()}
-        data["diagnoses"] = [asdict(d) for d in self.diagnoses]
-        data["sweep"] = [asdict(p) for p in self.sweep]
-        data["records"] = [r.to_dict() for r in self.records]
-        return data
 
 
 def run_eval(
@@ -120,46 +78,6 @@ def run_eval(
     return report
 
 
-def build_report(
-    records: list[QuestionRecord],
-    dataset: str,
-    mode: str,
-    settings: Settings | dict[str, Any],
-    wall_seconds: float,
-    ks: Sequence[int] = DEFAULT_KS,
-    tune: bool = False,
-    target_precision: float | None = None,
-) -> EvalReport:
-    """Derive every metric, diagnosis and sweep from the records (no models involved)."""
-    threshold = next((r.threshold for r in records if r.threshold is not None), None)
-    asked_seconds = sum(r.timings.get("wall", r.latency) for r in records)
-    diagnoses = diagnose_all(records)
-    return EvalReport(
-        dataset=dataset,
-        mode=mode,
-        created=datetime.now().isoformat(timespec="seconds"),
-        settings=_public_settings(settings),
-        threshold=threshold,
-        wall_seconds=wall_seconds,
-        summary=summarize(records, ks, wall_seconds=asked_seconds),
-        by_kind=summarize_by_kind(records, ks),
-        categories=category_counts(diagnoses),
-        diagnoses=diagnoses,
-        sweep=threshold_sweep(records),
-        current=sweep_point(records, threshold) if threshold is not None else None,
-        tuned=tune_threshold(records, target_precision) if tune else None,
-        records=records,
-    )
-
-
-def _public_settings(settings: Settings | dict[str, Any]) -> dict[str, Any]:
-    """Settings for the report, without the web login (reports get shared)."""
-    data = asdict(settings) if isinstance(settings, Settings) else dict(settings)
-    if data.get("auth"):
-        data["auth"] = "(set)"
-    return data
-
-
 def default_out_dir() -> Path:
     return DEFAULT_REPORTS_DIR / datetime.now().strftime("%Y%m%d-%H%M%S")
 
@@ -169,7 +87,6 @@ def write_report(report: EvalReport, out_dir: str | Path) -> dict[str, str]:
     import json
 
     from qa.evaluation.plots import plot_precision_coverage, plot_reliability
-    from qa.evaluation.render import markdown_report
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
