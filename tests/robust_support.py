@@ -10,10 +10,12 @@ import hashlib
 import json
 import os
 import re
+import threading
 import time
 import urllib.error
 import urllib.request
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -217,3 +219,22 @@ def record(kind: str, **numbers: Any) -> None:
         return
     with open(target, "a", encoding="utf-8") as handle:
         handle.write(json.dumps({"kind": kind, **numbers}, ensure_ascii=False, default=str) + "\n")
+
+
+def run_with_limit(fn: Callable[[], Any], limit: float, what: str = "the call") -> Any:
+    """fn() in a thread; fail (instead of hanging the suite) if it runs past `limit` seconds."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["result"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(limit)
+    assert not thread.is_alive(), f"{what} did not end within {limit:.0f} s (hung?)"
+    if "error" in box:
+        raise box["error"]
+    return box["result"]

@@ -16,6 +16,7 @@ from typing import Any
 import hostile_files as hostile
 import psutil
 import pytest
+from robust_support import run_with_limit
 
 from qa.documents import DocumentError, load_document
 from qa.parsing import DocumentReader, ReadBudget
@@ -28,23 +29,8 @@ QUICK = ReadBudget(seconds=2.0)
 HANG_S = 120.0
 
 
-def _guarded(fn: Callable[[], Any], limit: float = HANG_S) -> Any:
-    """fn() in a thread; fail (instead of hanging the suite) if it runs past `limit` seconds."""
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["result"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - re-raised below
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(limit)
-    assert not thread.is_alive(), f"the read did not end within {limit:.0f} s (hung?)"
-    if "error" in box:
-        raise box["error"]
-    return box["result"]
+def guarded(fn: Callable[[], Any], limit: float = HANG_S) -> Any:
+    return run_with_limit(fn, limit, "the read")
 
 
 def _workers() -> list[psutil.Process]:
@@ -62,7 +48,7 @@ def corpus(tmp_path: Path) -> Path:
 
 def _skip_reason(reader: DocumentReader, path: Path, root: Path, stop: threading.Event | None = None) -> str:
     with pytest.raises(DocumentError) as info:
-        _guarded(lambda: reader.read(path, root, stop))
+        guarded(lambda: reader.read(path, root, stop))
     assert info.value.path == f"{root.name}/{path.name}"
     return info.value.reason
 
@@ -87,14 +73,14 @@ def test_each_hostile_file_is_skipped_with_its_reason(corpus: Path, name: str, b
         assert _skip_reason(reader, path, corpus) == reason
         # The worker is fine (or replaced) afterwards: the next file reads normally.
         (corpus / "note.txt").write_text("The note survives.", encoding="utf-8")
-        assert _guarded(lambda: reader.read(corpus / "note.txt", corpus)).text == "The note survives."
+        assert guarded(lambda: reader.read(corpus / "note.txt", corpus)).text == "The note survives."
 
 
 def test_a_normal_pdf_reads_as_it_does_in_process(corpus: Path) -> None:
     path = corpus / "report.pdf"
     path.write_bytes(hostile.normal_pdf(pages=40))
     with DocumentReader() as reader:
-        document = _guarded(lambda: reader.read(path, corpus))
+        document = guarded(lambda: reader.read(path, corpus))
     assert document == load_document(path, corpus)
     assert len(document.page_starts) == 40 and document.text.rstrip().endswith("Page 40")
 
@@ -116,7 +102,7 @@ def test_a_text_file_under_the_text_budget_is_read_whole(corpus: Path) -> None:
     path = corpus / "long.txt"
     path.write_bytes(hostile.big_text(3 * MB))
     with DocumentReader(ReadBudget(max_chars=3 * MB)) as reader:
-        assert len(_guarded(lambda: reader.read(path, corpus)).text) == 3 * MB
+        assert len(guarded(lambda: reader.read(path, corpus)).text) == 3 * MB
 
 
 def test_a_stop_ends_a_read_in_progress_and_its_worker(corpus: Path) -> None:
@@ -127,7 +113,7 @@ def test_a_stop_ends_a_read_in_progress_and_its_worker(corpus: Path) -> None:
     with DocumentReader(ReadBudget(seconds=600)) as reader:
         threading.Timer(1.0, stop.set).start()
         with pytest.raises(Stopped):
-            _guarded(lambda: reader.read(path, corpus, stop), limit=60)
+            guarded(lambda: reader.read(path, corpus, stop), limit=60)
         assert _workers() == []
 
 
@@ -137,7 +123,7 @@ def test_closing_the_reader_ends_a_read_in_progress(corpus: Path) -> None:
     reader = DocumentReader(ReadBudget(seconds=600))
     threading.Timer(1.0, reader.close).start()
     with pytest.raises(Stopped):
-        _guarded(lambda: reader.read(path, corpus), limit=60)
+        guarded(lambda: reader.read(path, corpus), limit=60)
     assert _workers() == []
 
 
@@ -158,7 +144,7 @@ def test_a_worker_killed_from_outside_costs_that_file_only(corpus: Path) -> None
     with DocumentReader(ReadBudget(seconds=600)) as reader:
         threading.Thread(target=kill_worker, daemon=True).start()
         assert _skip_reason(reader, path, corpus) == "could not be read: the reading process was killed (SIGKILL)"
-        assert _guarded(lambda: reader.read(corpus / "note.txt", corpus)).text == "Still readable."
+        assert guarded(lambda: reader.read(corpus / "note.txt", corpus)).text == "Still readable."
 
 
 def test_one_worker_reads_file_after_file(corpus: Path) -> None:
@@ -207,7 +193,7 @@ def test_a_worker_that_died_while_idle_is_replaced_without_a_skip(corpus: Path) 
         (idle,) = _workers()
         idle.kill()
         idle.wait(10)
-        assert _guarded(lambda: reader.read(corpus / "b.txt", corpus)).text == "Second."
+        assert guarded(lambda: reader.read(corpus / "b.txt", corpus)).text == "Second."
         assert [p.pid for p in _workers()] != [idle.pid]
 
 
@@ -220,7 +206,7 @@ def test_a_long_pdf_earns_time_for_each_page_it_reads(corpus: Path) -> None:
     warm.write_bytes(hostile.normal_pdf(pages=1))
     with DocumentReader(ReadBudget(seconds=0.3, page_seconds=0.5)) as reader:
         reader.read(warm, corpus)
-        assert len(_guarded(lambda: reader.read(path, corpus)).page_starts) == 150
+        assert len(guarded(lambda: reader.read(path, corpus)).page_starts) == 150
     with DocumentReader(ReadBudget(seconds=0.3, page_seconds=0.0)) as reader:
         reader.read(warm, corpus)
         reason = _skip_reason(reader, path, corpus)

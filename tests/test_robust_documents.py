@@ -18,7 +18,6 @@ from __future__ import annotations
 import functools
 import os
 import random
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any
 
 import pytest
 import hostile_files as hostile
-from robust_support import HashEmbedder, assert_store_consistent, file_hashes, record
+from robust_support import HashEmbedder, assert_store_consistent, file_hashes, record, run_with_limit
 from test_documents import PNG_BYTES, make_pdf
 
 INDEXED = "indexed"
@@ -166,25 +165,6 @@ def _vanish_before(real: Callable, names: set[str]) -> Callable:
     return wrapper
 
 
-def _run_with_limit(fn: Callable[[], Any], limit: float) -> Any:
-    """fn() in a thread; fail (instead of hanging the suite) if it runs past `limit` seconds."""
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["result"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - re-raised below
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(limit)
-    assert not thread.is_alive(), f"the index build did not finish within {limit:.0f}s (hung?)"
-    if "error" in box:
-        raise box["error"]
-    return box["result"]
-
-
 @pytest.fixture(scope="module", params=[pytest.param("stub", marks=pytest.mark.slow),
                                         pytest.param("real", marks=pytest.mark.slow)])
 def build(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Build]:
@@ -212,7 +192,7 @@ def build(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         budget = {"max_document_chars": 60_000_000} if kind == "stub" else {}
         engine = Engine(Settings.load(corpus_dir=str(corpus), index_dir=str(work / "index"), parse_seconds=2,
                                       **budget))
-        report = _run_with_limit(lambda: engine.ensure_index(progress=False), BUILD_LIMIT_S)
+        report = run_with_limit(lambda: engine.ensure_index(progress=False), BUILD_LIMIT_S, "the index build")
         yield Build(kind, engine, corpus, work / "index", report, expected, engine.embedder)
     bad = [p for p in expected if not p.startswith(f"{corpus.name}/good/")]
     record("documents", build=kind, tried=len(bad) + 2, bad=len(bad), folder_loops=2,
