@@ -16,7 +16,8 @@ from pathlib import Path
 import hostile_files as hostile
 import psutil
 import pytest
-from app_process import SERVER_START_TIMEOUT_S, WebServer, run_app, start_app, unexpected_tracebacks
+from app_process import (SERVER_START_TIMEOUT_S, WebServer, chromium_executable, run_app, start_app,
+                         unexpected_tracebacks)
 from robust_support import WebError, ask_raw, call_ask
 
 pytestmark = pytest.mark.slow
@@ -135,9 +136,7 @@ def _check_ask_inputs(server: WebServer) -> None:
 
 
 def test_the_chat_says_why_each_hostile_upload_is_not_added_and_lets_it_be_removed(tmp_path: Path) -> None:
-    pytest.importorskip("playwright")
-    if not Path("/usr/bin/chromium").exists():
-        pytest.skip("needs /usr/bin/chromium (apt-get install -y chromium)")
+    browser_path = chromium_executable()  # fails without chromium, as every browser test does
     from playwright.sync_api import expect, sync_playwright
 
     corpus = tmp_path / "docs"
@@ -164,7 +163,7 @@ def test_the_chat_says_why_each_hostile_upload_is_not_added_and_lets_it_be_remov
     gradio_temp = tmp_path / "gradio"
     with run_app(corpus, tmp_path / "index", tmp_path / "chat.log", QA_PARSE_SECONDS="2",
                  GRADIO_TEMP_DIR=str(gradio_temp)) as server, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu"])
+        browser = p.chromium.launch(executable_path=str(browser_path), args=["--no-sandbox", "--disable-gpu"])
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
         page.goto(server.url, wait_until="load")
         expect(page.locator("#qa-status")).to_contain_text("Ready", timeout=SERVER_START_TIMEOUT_S * 1000)
