@@ -22,7 +22,7 @@ SHIPPED_READERS = {
 }
 #: The reader answers come from unless QA_READER says otherwise: the accurate one, which beats the
 #: fast one wherever users meet it (seed set through answer(), NQ dev F1, held-out answer()-like
-#: F1, out-of-scope abstention; README, Status). `fast` reads ~5x quicker.
+#: F1, out-of-scope abstention; docs/readers.md). `fast` reads about three times quicker through `answer()`.
 DEFAULT_READER = "accurate"
 #: The documents folder of an index that records none yet (a new one, or one built before indexes
 #: recorded theirs); an index otherwise follows the folder it records (`qa.folders`).
