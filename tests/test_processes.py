@@ -139,9 +139,12 @@ def test_a_second_qa_index_waits_for_the_writers_lock(tmp_path: Path) -> None:
 def _index_until_signalled(corpus: Path, index_dir: Path, signum: int) -> tuple[int, str]:
     """`qa index` signalled with `signum` once it has hashed the files and is embedding them:
     its exit status and what it printed on stderr."""
+    # As at a terminal: a runner started in the background (`cmd &`) ignores SIGINT, and a child
+    # would inherit that and never see Ctrl-C.
     process = subprocess.Popen(cli_command("index", str(corpus), "--index-dir", str(index_dir)), cwd=ROOT,
                                env=cli_env({"PYTHONUNBUFFERED": "1"}), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE)
+                               stderr=subprocess.PIPE,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = bytearray()
 
     def pump() -> None:
