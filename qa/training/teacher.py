@@ -38,17 +38,14 @@ ORDER_FILE = "order.json"
 FLOOR = -1e3
 
 
-def window_char_spans(example: QAExample, window: TrainWindow, tokenizer, max_length: int, stride: int
-                      ) -> list[tuple[int, int]] | None:
-    """The context character span of every token of `window` ((-1, -1) for question and special
-    tokens), found by tokenising its example again and matching the window's ids."""
+def example_windows(example: QAExample, tokenizer, max_length: int, stride: int
+                    ) -> dict[tuple[int, ...], list[tuple[int, int]]]:
+    """Every window of `example` (its token ids) with the context character span of each token
+    ((-1, -1) for question and special tokens): the example tokenised again as training did."""
     enc = tokenizer(example.question.strip(), example.context, truncation="only_second", max_length=max_length,
                     stride=stride, return_overflowing_tokens=True, return_offsets_mapping=True)
-    for i, ids in enumerate(enc["input_ids"]):
-        if list(ids) == window.input_ids:
-            seq = enc.sequence_ids(i)
-            return [tuple(o) if s == 1 else (-1, -1) for o, s in zip(enc["offset_mapping"][i], seq)]
-    return None
+    return {tuple(ids): [tuple(o) if s == 1 else (-1, -1) for o, s in zip(enc["offset_mapping"][i], enc.sequence_ids(i))]
+            for i, ids in enumerate(enc["input_ids"])}
 
 
 def project(teacher_logits: np.ndarray, teacher_chars: list[tuple[int, int]], student_chars: list[tuple[int, int]],
@@ -179,9 +176,12 @@ def targets_for(indices: list[int], windows: list[TrainWindow], examples: list[Q
     result = TeacherTargets(np.full((n, k), -1, np.int16), np.full((n, k), -np.inf, np.float16),
                             np.full((n, k), -1, np.int16), np.full((n, k), -np.inf, np.float16))
     spans, texts = [], []
+    tokenised: dict[int, dict[tuple[int, ...], list[tuple[int, int]]]] = {}  # an example's windows, once
     for index in indices:
         window, example = windows[index], examples[windows[index].example]
-        chars = window_char_spans(example, window, student_tokenizer, args.max_length, args.stride)
+        if window.example not in tokenised:
+            tokenised[window.example] = example_windows(example, student_tokenizer, args.max_length, args.stride)
+        chars = tokenised[window.example].get(tuple(window.input_ids))
         if chars is None:
             raise SystemExit(f"window {index} does not match its example: the windows were built with another "
                              "--max-length/--stride or tokenizer; start a new --out")
