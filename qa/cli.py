@@ -115,7 +115,7 @@ def index(
         raise typer.Exit(2) from None
     source = f"kept as it is: {report.kept_as_is}" if report.kept_as_is else f"from {report.folder}"
     typer.echo(
-        f"{settings.index_dir}: {report.documents} documents, {report.passages} passages "
+        f"{settings.index_dir}: {report.counts} "
         f"({len(report.added)} added, {len(report.changed)} changed, {len(report.removed)} removed, "
         f"{len(report.unchanged)} unchanged, {len(report.skipped)} skipped) in {report.seconds:.1f}s, {source}"
     )

@@ -37,50 +37,75 @@ class Embedder:
         self.name = name or "sentence-transformers/all-MiniLM-L6-v2"
         if quantize != "none":
             self.name += f"+{quantize}"
-        path = models.resolve_local_model(name, "embedding model", "QA_EMBEDDING_MODEL") if name else (
+        self.path = models.resolve_local_model(name, "embedding model", "QA_EMBEDDING_MODEL") if name else (
             models.default_embedding_model_path()
         )
         self.batch_size = batch_size
+        self.backend = backend
+        self.quantize = quantize
+        self.cache_dir = cache_dir
         self.model = None
         self._forward = None
-        max_length = _mean_pooling_max_length(Path(path))
-        if max_length is None:
+        self.max_length = _mean_pooling_max_length(Path(self.path))
+        if self.max_length is None:
             if backend != "torch" or quantize != "none":
                 raise ValueError(f"QA_BACKEND={backend} / QA_QUANTIZE={quantize} support embedding models made of a "
                                  "transformer, mean pooling and normalisation only; unset them for this model")
-            from sentence_transformers import SentenceTransformer
-
             self.precision = "fp32"  # other module stacks run as sentence-transformers builds them
-
-            self.model = SentenceTransformer(path, device="cpu", local_files_only=True)
-            self.dimension = int(self.model.get_embedding_dimension()) if hasattr(
-                self.model, "get_embedding_dimension") else int(self.model.get_sentence_embedding_dimension())
+            self.load()
             return
+        dimension = _hidden_size(Path(self.path))
+        if dimension is None:
+            self.load()
+        else:
+            self.dimension = dimension
+
+    @property
+    def loaded(self) -> bool:
+        return self.model is not None or self._forward is not None
+
+    def load(self) -> Embedder:
+        """Load the model now (once). Until something must be embedded it is not loaded: checking
+        an index against the embedder's name and dimension needs neither torch nor the weights,
+        so `qa index` with nothing changed starts in about a second, not eight."""
+        with models.MODEL_LOADING:
+            if not self.loaded:
+                logger.info("loading the embedder %s (%s)", self.name, self.precision)
+                self._load_sentence_transformers() if self.max_length is None else self._load_plain()
+        return self
+
+    def _load_sentence_transformers(self) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        self.model = SentenceTransformer(self.path, device="cpu", local_files_only=True)
+        self.dimension = int(self.model.get_embedding_dimension()) if hasattr(
+            self.model, "get_embedding_dimension") else int(self.model.get_sentence_embedding_dimension())
+
+    def _load_plain(self) -> None:
         from transformers import AutoModel, AutoTokenizer
 
-        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        self.max_length = max_length
-        transformer = AutoModel.from_pretrained(path, local_files_only=True).eval()
+        self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
+        transformer = AutoModel.from_pretrained(self.path, local_files_only=True).eval()
         self.dimension = int(transformer.config.hidden_size)
-        if backend == "onnx":
-            session = accel.OnnxModel(transformer, "embedder", quantize, cache_dir)
+        if self.backend == "onnx":
+            session = accel.OnnxModel(transformer, "embedder", self.quantize, self.cache_dir)
             self._forward = lambda enc: session(enc)[0]
-        else:
-            import torch
+            return
+        import torch
 
-            if quantize == "int8":
-                accel.quantize_torch(transformer)
-            elif self.precision == "bf16":
-                transformer.to(torch.bfloat16)
-            self.transformer = transformer
+        if self.quantize == "int8":
+            accel.quantize_torch(transformer)
+        elif self.precision == "bf16":
+            transformer.to(torch.bfloat16)
+        self.transformer = transformer
 
-            def forward(enc: dict) -> np.ndarray:
-                with torch.inference_mode():
-                    inputs = {k: torch.from_numpy(np.asarray(v)) for k, v in enc.items()
-                              if k in ("input_ids", "attention_mask", "token_type_ids")}
-                    return transformer(**inputs).last_hidden_state.float().numpy()
+        def forward(enc: dict) -> np.ndarray:
+            with torch.inference_mode():
+                inputs = {k: torch.from_numpy(np.asarray(v)) for k, v in enc.items()
+                          if k in ("input_ids", "attention_mask", "token_type_ids")}
+                return transformer(**inputs).last_hidden_state.float().numpy()
 
-            self._forward = forward
+        self._forward = forward
 
     def encode(self, texts: list[str], progress: bool = False, stop: threading.Event | None = None) -> np.ndarray:
         """Unit-length vectors for `texts`; raises Stopped between batches once `stop` is set, so
@@ -88,6 +113,7 @@ class Embedder:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         raise_if_stopped(stop, "embedding")
+        self.load()
         if self._forward is not None:
             return self._encode_plain(texts, stop)
         vectors = self.model.encode(
@@ -118,6 +144,14 @@ def embedder_for(settings: Settings) -> Embedder:
     """The embedder `settings` describe, built from them alone (a Ray worker has no Engine)."""
     return Embedder(settings.embedding_model, batch_size=settings.batch_size, backend=settings.backend,
                     quantize=settings.quantize, cache_dir=settings.model_cache_dir, precision=settings.precision)
+
+
+def _hidden_size(path: Path) -> int | None:
+    """The transformer's output width from its config.json (what mean pooling keeps), else None."""
+    try:
+        return int(json.loads((path / "config.json").read_text(encoding="utf-8"))["hidden_size"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _mean_pooling_max_length(path: Path) -> int | None:

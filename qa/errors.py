@@ -21,6 +21,15 @@ class DocumentError(Exception):
         return f"{self.path} {self.reason}"
 
 
+class TooMuchTextError(DocumentError):
+    """A file whose text passed `limit` characters: refused as soon as it did, not at the end."""
+
+    def __init__(self, path: str, reason: str, limit: int) -> None:
+        super().__init__(path, reason)
+        self.args = (path, reason, limit)
+        self.limit = limit
+
+
 def format_size(num_bytes: int) -> str:
     """'31.2 MB', '20 MB', '512 KB', '17 bytes', rounded up so an oversize file never reads as
     the limit itself."""

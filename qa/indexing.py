@@ -70,9 +70,14 @@ class IndexReport:
     def modified(self) -> bool:
         return bool(self.added or self.changed or self.removed or self.rebuilt_reason)
 
+    @property
+    def counts(self) -> str:
+        """What the index holds: "1 document, 4 passages"."""
+        return f"{_plural(self.documents, 'document')}, {_plural(self.passages, 'passage')}"
+
     def summary(self) -> str:
         """The report as a person reads it: "1 document, 4 passages (1 added) in 0.4 s"."""
-        counts = f"{_plural(self.documents, 'document')}, {_plural(self.passages, 'passage')}"
+        counts = self.counts
         if self.kept_as_is:
             return f"{counts}, kept as it is: {self.kept_as_is}"
         changes = [f"{len(paths)} {what}" for what, paths in (

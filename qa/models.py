@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import sys
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -24,6 +25,12 @@ if os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1" and "huggingface_hub" in sy
 
 
 logger = logging.getLogger(__name__)
+
+#: Loading a model imports transformers (and torch, tokenizers, ONNX Runtime), whose lazy
+#: imports break when two threads run them at once ("cannot import name
+#: 'AutoModelForQuestionAnswering'"). Every model load in the process takes this lock, so
+#: models load one at a time, whichever thread (index builder, web handler, uploads) asks first.
+MODEL_LOADING = threading.RLock()
 
 #: Derived model files kept per kind in the cache (90 MB for a merged fast reader, 440 MB for an
 #: accurate one): those in use (both shipped readers) and the most recently used other (another

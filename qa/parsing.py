@@ -29,6 +29,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from qa.documents import DocumentError, outside_link_reason, relative_document_path
+from qa.errors import TooMuchTextError
 from qa.stopping import Stopped
 
 if TYPE_CHECKING:
@@ -366,9 +367,11 @@ def _read_in_worker(conn: Connection, path: str, root: str, max_chars: int, conf
     try:
         if confine:
             _check_inside(Path(path), Path(root), name)
-        document = load_document(Path(path), Path(root), on_page=on_page)
+        document = load_document(Path(path), Path(root), on_page=on_page, max_chars=max_chars)
         if len(document.text) > max_chars:
             raise DocumentError(name, _too_much_text(len(document.text), max_chars))
+    except TooMuchTextError as exc:  # an office reader stopped as its text passed the budget
+        return ("skip", exc.path, _too_much_text(exc.limit, max_chars))
     except DocumentError as exc:
         return ("skip", exc.path, exc.reason)
     except FileNotFoundError:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from qa import accel
+from qa import accel, models
 from qa.config import DEFAULT_CORPUS_DIR, SHIPPED_READERS, Settings
 from qa.folders import ASSUMED, MOVED, UPLOADS, CorpusFolder, absolute, carry_uploads, choose_folder, folder_problem
 from qa.index_status import IndexStatus, status_of, upload_prefix
@@ -51,13 +51,6 @@ class DocumentInfo:
     uploaded: bool
     #: Why the file is not in the index ("" for an indexed document): the chat lists it with this.
     skipped: str = ""
-
-
-#: Loading a model imports transformers (and torch, tokenizers, ONNX Runtime), whose lazy
-#: imports break when two threads run them at once ("cannot import name
-#: 'AutoModelForQuestionAnswering'"). Every model load in the process takes this lock, so
-#: models load one at a time, whichever thread (index builder, web handler, uploads) asks first.
-_MODEL_LOADING = threading.Lock()
 
 
 @functools.lru_cache(maxsize=4)
@@ -130,14 +123,14 @@ class Engine:
     @property
     def embedder(self):
         s = self.settings
-        with _MODEL_LOADING:
+        with models.MODEL_LOADING:
             return _embedder(s.embedding_model, s.batch_size, s.backend, s.quantize, s.model_cache_dir,
                              accel.resolve_precision(s.precision, s.backend, s.quantize))
 
     @property
     def reader(self):
         s = self.settings
-        with _MODEL_LOADING:
+        with models.MODEL_LOADING:
             return _reader(s.reader_model, s.window_tokens, s.window_stride, s.max_answer_tokens, s.batch_size,
                            s.backend, s.quantize, s.model_cache_dir,
                            accel.resolve_precision(s.precision, s.backend, s.quantize),
@@ -151,7 +144,7 @@ class Engine:
             return self.reader
         if shipped not in SHIPPED_READERS:
             raise ValueError(f"{shipped!r} is not a shipped reader: use {' or '.join(SHIPPED_READERS)}")
-        with _MODEL_LOADING:
+        with models.MODEL_LOADING:
             return _reader("", s.window_tokens, s.window_stride, s.max_answer_tokens, s.batch_size, s.backend,
                            s.quantize, s.model_cache_dir, accel.resolve_precision(s.precision, s.backend, s.quantize),
                            shipped)
@@ -169,7 +162,7 @@ class Engine:
     def load_models(self) -> None:
         """Load the embedder, then the reader and its screener: the one order every entry point uses
         at start-up (the readers are skipped when the process is stopping: they only delay the exit)."""
-        self.embedder
+        self.embedder.load()
         if not self._stopping.is_set():
             self.reader
             self.screener_for()

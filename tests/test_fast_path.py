@@ -169,7 +169,7 @@ def test_models_run_in_bf16_by_default_where_the_cpu_has_it(corpus: Path) -> Non
     engine = _engine(corpus, "plain")
     expected = torch.bfloat16 if accel.native_bf16() else torch.float32
     assert engine.reader.model.dtype == expected
-    assert engine.embedder.transformer.dtype == expected
+    assert engine.embedder.load().transformer.dtype == expected
     with pytest.raises(ValueError, match="QA_PRECISION"):
         _engine(corpus, "plain", precision="fp16").reader
 

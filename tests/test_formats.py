@@ -429,7 +429,7 @@ def test_qa_index_names_every_skipped_file_with_its_reason_and_counts_them(tmp_p
     out = subprocess.run([sys.executable, "-m", "qa.cli", "index", str(docs), "--index-dir", str(tmp_path / "idx")],
                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
     assert out.returncode == 0, out.stderr
-    assert "1 documents, 1 passages (1 added, 0 changed, 0 removed, 0 unchanged, 2 skipped)" in out.stdout
+    assert "1 document, 1 passage (1 added, 0 changed, 0 removed, 0 unchanged, 2 skipped)" in out.stdout
     assert f"skipped docs/notes.xyz: {SKIPPED['notes.xyz']}" in out.stderr
     assert f"skipped docs/broken.docx: {SKIPPED['broken.docx']}" in out.stderr
     assert "supported types: .csv .docx .eml .epub .htm .html .md .odt .pdf .pptx .txt .xlsx" in out.stderr

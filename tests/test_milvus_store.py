@@ -332,7 +332,7 @@ def test_the_cli_indexes_into_milvus_and_answers_from_it(tmp_path: Path, milvus_
     env = {"QA_VECTOR_STORE": "milvus", "QA_MILVUS_URI": milvus_uri}
     out = run_cli("index", str(corpus), "--index-dir", str(tmp_path / "X"), env=env)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "1 documents, 4 passages (1 added" in out.stdout
+    assert "1 document, 4 passages (1 added" in out.stdout
     # The index folder remembers where its index lives: no need to repeat the Milvus settings.
     out = run_cli("ask", "Who interviewed Zelensky?", "--corpus-dir", str(corpus), "--index-dir",
                   str(tmp_path / "X"), "--json")

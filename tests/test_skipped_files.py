@@ -160,11 +160,15 @@ def test_links_out_of_the_folder_are_skipped_and_what_they_brought_in_leaves(tmp
     assert {h.passage.document for h in hits} == {"docs/note.txt"}
 
 
-def test_qa_index_prints_skipped_files_every_time(corpus: Path, tmp_path: Path) -> None:
+def test_qa_index_prints_skipped_files_every_time_and_loads_no_model_when_nothing_changed(
+        corpus: Path, tmp_path: Path) -> None:
     env = {"QA_PARSE_SECONDS": "2"}
-    for run in (1, 2):
+    for run, changes in ((1, "1 added, 0 changed, 0 removed, 0 unchanged, 2 skipped"),
+                         (2, "0 added, 0 changed, 0 removed, 1 unchanged, 2 skipped")):
         done = run_cli("index", str(corpus), "--index-dir", str(tmp_path / "index"), env=env)
         assert done.returncode == 0, done.stderr[-3000:]
         assert f"skipped docs/uploads/bomb.pdf: {BOMB_REASON}" in done.stderr.splitlines(), (run, done.stderr[-3000:])
         assert f"skipped docs/scan.pdf: {SCAN_REASON}" in done.stderr.splitlines()
-        assert "2 skipped" in done.stdout
+        assert f"1 document, 1 passage ({changes})" in done.stdout, done.stdout
+        # Checking an unchanged folder needs neither the embedder nor torch: it takes a second, not eight.
+        assert ("qa.embedding: loading the embedder" in done.stderr) == (run == 1), done.stderr[-3000:]

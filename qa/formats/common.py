@@ -13,7 +13,7 @@ import re
 import zipfile
 from collections.abc import Callable
 
-from qa.errors import DocumentError, format_size
+from qa.errors import DocumentError, TooMuchTextError, format_size
 from qa.formats.limits import Limits
 from qa.text_decoding import binary_kind
 
@@ -64,8 +64,8 @@ class TextBuilder:
             text = ("\n\n" if gap else "\n") + text
         self._length += len(text) + 2
         if self._length > self.max_chars:
-            raise DocumentError(self.name, f"has more than {self.max_chars:,} characters of text, the limit for "
-                                           "one file; split it into smaller files")
+            raise TooMuchTextError(self.name, f"has more than {self.max_chars:,} characters of text, the limit for "
+                                              "one file; split it into smaller files", self.max_chars)
         lines.append(text)
 
     @property
