@@ -20,7 +20,7 @@ def worker_serve(args: dict) -> dict:
     engine = Engine(Settings.load(corpus_dir=args["corpus"], index_dir=args["index"],
                                   index_type=args.get("index_type")))
     engine.reader  # noqa: B018
-    engine.embedder  # noqa: B018
+    engine.embedder.load()
     models_s = time.perf_counter() - t0
     report = engine.ensure_index(progress=False)
     load_s = time.perf_counter() - t0

@@ -198,11 +198,6 @@ class Settings:
             raise ValueError(f"QA_READER={self.reader!r} is not a shipped reader: use "
                              f"{' or '.join(SHIPPED_READERS)} (or QA_READER_MODEL for another model)") from None
 
-    @property
-    def uploads_path(self) -> Path:
-        """Where uploads go as configured; an engine knows its index's own folder (`Engine.upload_folder`)."""
-        return Path(self.upload_dir) if self.upload_dir else Path(self.corpus_dir or DEFAULT_CORPUS_DIR) / "uploads"
-
 
 def _check_budget(settings: Settings) -> None:
     """ValueError naming the variable when a reading budget cannot be met by any file."""

@@ -382,7 +382,7 @@ def test_app_process_serves_while_another_process_writes(folders: tuple[Path, Pa
     with run_app(corpus, index_dir, tmp_path / "server.log") as app:
         assert_payload_well_formed(ask_bridge(app.url))  # waits for the app's first index build
         writer = Engine(Settings.load(corpus_dir=str(corpus), index_dir=str(index_dir)))
-        uploads = writer.settings.uploads_path
+        uploads = writer.upload_folder()
 
         def upload(n: int) -> str:
             name, data = upload_text(n)

@@ -56,7 +56,7 @@ class StubEngine:
         return status_of(self.settings, None, [], 0, "stub embedder", "flat")
 
     def upload_folder(self) -> Path:
-        return self.settings.uploads_path
+        return Path(self.settings.upload_dir or Path(self.settings.corpus_dir) / "uploads")
 
     def answer(self, question: str, top_k: int | None = None, threshold: float | None = None,
                history: list[str] | None = None, reader: str | None = None) -> Any:

@@ -301,7 +301,7 @@ def test_uploads_are_saved_in_the_upload_folder_and_refusals_explained(tmp_path)
     notes = web.add_uploads(backend, [str(good), str(bad)])
     assert notes[0] == "Added festival.txt: you can ask about it now."
     assert notes[1].startswith("Not added: image.pdf")
-    saved = backend.settings.uploads_path / "festival.txt"
+    saved = backend.engine.upload_folder() / "festival.txt"
     assert saved.read_text(encoding="utf-8").startswith("The Zorblatt festival")
     assert [str(p) for p in backend.engine.added] == [str(saved)]
 
