@@ -29,6 +29,7 @@ class Embedder:
     `precision`/`backend`/`quantize` select a faster path (see `qa.accel`); an int8 embedder gives
     slightly different vectors, so its `name` (which the index profile records) says so. bf16
     vectors stay within a cosine of 0.999 of fp32 ones, so bf16 and fp32 share an index.
+    The weights load on the first text to embed (or `load()`); name and dimension are known before.
     """
 
     def __init__(self, name: str = "", batch_size: int = 32, backend: str = "torch", quantize: str = "none",
@@ -71,7 +72,10 @@ class Embedder:
         with models.MODEL_LOADING:
             if not self.loaded:
                 logger.info("loading the embedder %s (%s)", self.name, self.precision)
-                self._load_sentence_transformers() if self.max_length is None else self._load_plain()
+                if self.max_length is None:
+                    self._load_sentence_transformers()
+                else:
+                    self._load_plain()
         return self
 
     def _load_sentence_transformers(self) -> None:

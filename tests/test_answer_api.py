@@ -173,7 +173,7 @@ def test_cli_ask_json(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "qa.cli", "index"], env=env, capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stderr
-    assert "1 documents" in done.stdout
+    assert ": 1 document, 4 passages (1 added, 0 changed, 0 removed, 0 unchanged, 0 skipped) in " in done.stdout
     done = subprocess.run([sys.executable, "-m", "qa.cli", "ask", "Who interviewed Zelensky?", "--json"],
                           env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
