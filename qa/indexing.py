@@ -248,11 +248,7 @@ def sync_corpus(
     _say_what_left(store, corpus_dir, previous_dir, gone)
     report.passages, report.documents = len(store), len(store.documents)
     report.seconds = time.perf_counter() - started
-    logger.info(
-        "index %s: %d documents, %d passages (%d added, %d changed, %d removed, %d skipped) in %.1fs",
-        store.location, report.documents, report.passages, len(report.added), len(report.changed),
-        len(report.removed), len(report.skipped), report.seconds,
-    )
+    logger.info("index %s: %s", store.location, report.summary())
     return report
 
 
