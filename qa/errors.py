@@ -22,12 +22,8 @@ class DocumentError(Exception):
 
 
 class TooMuchTextError(DocumentError):
-    """A file whose text passed `limit` characters: refused as soon as it did, not at the end."""
-
-    def __init__(self, path: str, reason: str, limit: int) -> None:
-        super().__init__(path, reason)
-        self.args = (path, reason, limit)
-        self.limit = limit
+    """A file whose text passed the character limit: refused as soon as it did, not at the end
+    (the reading budget words its own reason for it)."""
 
 
 def format_size(num_bytes: int) -> str:

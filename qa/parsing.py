@@ -362,16 +362,16 @@ def _read_in_worker(conn: Connection, path: str, root: str, max_chars: int, conf
     def on_page(done: int, total: int, chars: int) -> None:
         conn.send(("page", done, total))
         if chars > max_chars:  # stop at once rather than read the remaining pages
-            raise DocumentError(name, _too_much_text(chars, max_chars, f" in its first {done} of {total} pages"))
+            raise DocumentError(name, _too_much_text(max_chars, f" in its first {done} of {total} pages"))
 
     try:
         if confine:
             _check_inside(Path(path), Path(root), name)
         document = load_document(Path(path), Path(root), on_page=on_page, max_chars=max_chars)
         if len(document.text) > max_chars:
-            raise DocumentError(name, _too_much_text(len(document.text), max_chars))
+            raise DocumentError(name, _too_much_text(max_chars))
     except TooMuchTextError as exc:  # an office reader stopped as its text passed the budget
-        return ("skip", exc.path, _too_much_text(exc.limit, max_chars))
+        return ("skip", exc.path, _too_much_text(max_chars))
     except DocumentError as exc:
         return ("skip", exc.path, exc.reason)
     except FileNotFoundError:
@@ -385,7 +385,7 @@ def _read_in_worker(conn: Connection, path: str, root: str, max_chars: int, conf
     return ("done", document)
 
 
-def _too_much_text(chars: int, limit: int, where: str = "") -> str:
+def _too_much_text(limit: int, where: str = "") -> str:
     return f"has over {limit:,} characters of text{where} (limit QA_MAX_DOCUMENT_CHARS={limit})"
 
 

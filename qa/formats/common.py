@@ -65,7 +65,7 @@ class TextBuilder:
         self._length += len(text) + 2
         if self._length > self.max_chars:
             raise TooMuchTextError(self.name, f"has more than {self.max_chars:,} characters of text, the limit for "
-                                              "one file; split it into smaller files", self.max_chars)
+                                              "one file; split it into smaller files")
         lines.append(text)
 
     @property
