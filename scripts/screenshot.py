@@ -22,15 +22,11 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from app_process import CHROMIUM_ARGS  # noqa: E402 - one way to start Chromium, shared with the browser tests
+
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 VIEWPORT = {"width": 1200, "height": 800}
 #: Hang guards: model loading plus the first index build, and one answer, on a busy CPU.
 START_TIMEOUT_S = 300

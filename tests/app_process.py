@@ -32,6 +32,17 @@ _OVERRIDDEN = {"QA_AUTH", "QA_HOST", "QA_PORT", "QA_CORPUS_DIR", "QA_INDEX_DIR",
 SKIP_BROWSER_VARIABLE = "QA_SKIP_BROWSER_TESTS"
 
 
+#: How every headless Chromium here is started: no sandbox (root in CI), no GPU, nothing fetched.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
 def chromium_executable() -> Path:
     """The system Chromium the browser tests drive (Debian's `chromium`, which `scripts/setup
     --test` installs); fails the calling test if there is none, or skips it loudly with

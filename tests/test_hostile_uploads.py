@@ -16,7 +16,7 @@ from pathlib import Path
 import hostile_files as hostile
 import psutil
 import pytest
-from app_process import (SERVER_START_TIMEOUT_S, WebServer, chromium_executable, run_app, start_app,
+from app_process import (CHROMIUM_ARGS, SERVER_START_TIMEOUT_S, WebServer, chromium_executable, run_app, start_app,
                          unexpected_tracebacks)
 from robust_support import WebError, ask_raw, call_ask
 
@@ -163,7 +163,7 @@ def test_the_chat_says_why_each_hostile_upload_is_not_added_and_lets_it_be_remov
     gradio_temp = tmp_path / "gradio"
     with run_app(corpus, tmp_path / "index", tmp_path / "chat.log", QA_PARSE_SECONDS="2",
                  GRADIO_TEMP_DIR=str(gradio_temp)) as server, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(browser_path), args=["--no-sandbox", "--disable-gpu"])
+        browser = p.chromium.launch(executable_path=str(browser_path), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
         page.goto(server.url, wait_until="load")
         expect(page.locator("#qa-status")).to_contain_text("Ready", timeout=SERVER_START_TIMEOUT_S * 1000)

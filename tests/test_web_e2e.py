@@ -15,21 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from app_process import chromium_executable
+from app_process import CHROMIUM_ARGS, chromium_executable
 from playwright.sync_api import Locator, Page, expect, sync_playwright
 
 from qa.config import DEFAULT_READER, SHIPPED_READERS
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 #: Hang guard for an answer; the first waits for model loading and the index build on a busy CPU.
 ANSWER_TIMEOUT_MS = int(os.environ.get("QA_TEST_ANSWER_TIMEOUT_MS", "300000"))
 REPLIES = '#qa-chat [data-testid="bot"] .qa-reply'
