@@ -123,6 +123,28 @@ def test_averaged_reader_holds_the_weighted_mean_of_every_tensor_and_loads(tmp_p
     assert logits.shape == (1, 4)
 
 
+def test_a_run_averages_with_the_exported_fast_reader_it_started_from(tmp_path) -> None:
+    """`qa/models/fast` (a full delta) averages as its merged weights, so a run needs no copy of
+    the training folder its starting reader came from; the soup loads with its own tokenizer."""
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+    from qa.config import SHIPPED_READERS
+    from qa.reader import load_shipped_reader
+    from qa.training.average import average_readers
+
+    merged, _ = load_shipped_reader(SHIPPED_READERS["fast"])
+    shifted = {name: tensor + 1.0 for name, tensor in merged.state_dict().items()}
+    merged.load_state_dict(shifted)
+    merged.save_pretrained(tmp_path / "shifted")
+    out = average_readers([SHIPPED_READERS["fast"], tmp_path / "shifted"], tmp_path / "soup")
+    soup = AutoModelForQuestionAnswering.from_pretrained(out).state_dict()
+    name = "bert.encoder.layer.0.attention.self.query.weight"
+    expected = load_shipped_reader(SHIPPED_READERS["fast"])[0].state_dict()
+    torch.testing.assert_close(soup[name], expected[name] + 0.5)
+    torch.testing.assert_close(soup["qa_outputs.bias"], expected["qa_outputs.bias"] + 0.5)
+    assert AutoTokenizer.from_pretrained(out)("Who leads Ukraine?")["input_ids"][:2] == [101, 2040]
+
+
 def test_averaging_refuses_readers_that_do_not_match(tmp_path) -> None:
     from qa.training.average import average_readers
 

@@ -52,17 +52,37 @@ def average_weights(states: list[dict], weights: list[float] | None = None) -> d
 
 
 def average_readers(folders: list[Path], out: Path, weights: list[float] | None = None) -> Path:
-    """Write the average of saved reader folders to `out`, with the first folder's config and tokenizer."""
+    """Write the average of full readers to `out`, with the first one's config and tokenizer.
+
+    A reader is a saved folder (a run's final/) or an exported full-delta reader such as
+    `qa/models/fast`, merged on its base as the package loads it, so a new run can be averaged
+    with the reader it started from without a copy of that reader's training folder."""
     from safetensors.torch import load_file, save_file
 
+    from qa.reader import DELTA_FILE, load_shipped_reader
+
     for folder in folders:
-        if not (folder / WEIGHTS_FILE).exists():
-            raise FileNotFoundError(f"{folder} holds no {WEIGHTS_FILE}; give saved reader folders (a run's final/)")
-    averaged = average_weights([load_file(str(folder / WEIGHTS_FILE)) for folder in folders], weights)
+        if not (folder / WEIGHTS_FILE).exists() and not (folder / DELTA_FILE).exists():
+            raise FileNotFoundError(f"{folder} holds no {WEIGHTS_FILE} or {DELTA_FILE}; give saved reader folders "
+                                    "(a run's final/) or exported readers (qa export-reader)")
+    states, first_files = [], None  # the first reader's config and tokenizer, when it is an exported one
+    for folder in folders:
+        if (folder / WEIGHTS_FILE).exists():
+            states.append(load_file(str(folder / WEIGHTS_FILE)))
+        else:
+            model, tokenizer = load_shipped_reader(folder)
+            states.append({name: tensor.contiguous() for name, tensor in model.state_dict().items()})
+            if folder == folders[0]:
+                first_files = (model.config, tokenizer)
+    averaged = average_weights(states, weights)
     out.mkdir(parents=True, exist_ok=True)
-    for item in folders[0].iterdir():
-        if item.is_file() and item.name != WEIGHTS_FILE:
-            shutil.copy2(item, out / item.name)
+    if first_files is None:
+        for item in folders[0].iterdir():
+            if item.is_file() and item.name != WEIGHTS_FILE:
+                shutil.copy2(item, out / item.name)
+    else:
+        for part in first_files:
+            part.save_pretrained(out)
     save_file(averaged, str(out / WEIGHTS_FILE), metadata={"format": "pt"})
     logger.info("wrote the average of %d readers (%d tensors) to %s", len(folders), len(averaged), out)
     return out
@@ -142,17 +162,18 @@ def average_lora_readers(folders: list[Path], out: Path, weights: list[float] | 
 def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     parser.add_argument("readers", type=Path, nargs="+",
-                        help="saved reader folders (e.g. ~/.cache/qa-reader-v3/final), or exported LoRA readers "
-                             "(folders with delta.safetensors, e.g. qa/models/accurate)")
+                        help="saved reader folders (e.g. ~/.cache/qa-reader-v3/final) or exported full readers "
+                             "(e.g. qa/models/fast), or exported LoRA readers (e.g. qa/models/accurate)")
     parser.add_argument("--out", type=Path, required=True, help="folder for the averaged reader")
     parser.add_argument("--weights", type=float, nargs="+", default=None,
                         help="one weight per reader, summing to 1 (default: equal)")
     args = parser.parse_args(argv)
     configure_logging("INFO", timestamps=True)
-    from qa.reader import DELTA_FILE
+    from qa.reader import DELTA_FILE, LORA_DELTA_FORMAT, delta_metadata
 
     try:
-        if (args.readers[0] / DELTA_FILE).exists():
+        first = args.readers[0]
+        if (first / DELTA_FILE).exists() and delta_metadata(first).get("format") == LORA_DELTA_FORMAT:
             average_lora_readers(args.readers, args.out, args.weights)
         else:
             average_readers(args.readers, args.out, args.weights)
