@@ -133,13 +133,12 @@ def test_a_run_averages_with_the_exported_fast_reader_it_started_from(tmp_path) 
     from qa.training.average import average_readers
 
     merged, _ = load_shipped_reader(SHIPPED_READERS["fast"])
-    shifted = {name: tensor + 1.0 for name, tensor in merged.state_dict().items()}
-    merged.load_state_dict(shifted)
+    expected = {name: tensor.clone() for name, tensor in merged.state_dict().items()}
+    merged.load_state_dict({name: tensor + 1.0 for name, tensor in expected.items()})
     merged.save_pretrained(tmp_path / "shifted")
     out = average_readers([SHIPPED_READERS["fast"], tmp_path / "shifted"], tmp_path / "soup")
     soup = AutoModelForQuestionAnswering.from_pretrained(out).state_dict()
     name = "bert.encoder.layer.0.attention.self.query.weight"
-    expected = load_shipped_reader(SHIPPED_READERS["fast"])[0].state_dict()
     torch.testing.assert_close(soup[name], expected[name] + 0.5)
     torch.testing.assert_close(soup["qa_outputs.bias"], expected["qa_outputs.bias"] + 0.5)
     assert AutoTokenizer.from_pretrained(out)("Who leads Ukraine?")["input_ids"][:2] == [101, 2040]
