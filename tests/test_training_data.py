@@ -43,3 +43,18 @@ def test_hard_negative_is_the_closest_paragraph_without_the_answer() -> None:
     mine = [n for n in negatives if n.id == "1-neg"]
     assert len(mine) == 1
     assert mine[0].context == contexts[1] and mine[0].answers == () and mine[0].question == question.question
+
+
+def test_a_continuing_run_draws_the_passes_after_the_ones_it_continues() -> None:
+    from qa.training.data import TrainWindow
+    from qa.training.train import pass_schedule
+
+    examples = _examples("squad_v1_train", 400)
+    windows = [TrainWindow([101, 7, 102], [], 0, 0, example=i) for i in range(400)]
+    weights = {"squad_v1_train": 0.25}
+    two_passes = pass_schedule(windows, examples, 2, 10, 13, weights)
+    first = {k for batch in pass_schedule(windows, examples, 1, 10, 13, weights) for k in batch}
+    continued = pass_schedule(windows, examples, 1, 10, 13, weights, first_pass=1)
+    assert continued == two_passes[10:]  # the second pass of a two-pass run, batch for batch
+    drawn = {k for batch in continued for k in batch}
+    assert len(drawn) == 100 and len(drawn - first) > 60  # a fresh quarter, mostly unseen

@@ -73,11 +73,12 @@ def length_grouped_batches(windows: list[TrainWindow], batch_size: int, seed: in
 
 def pass_schedule(windows: list[TrainWindow], examples: list[QAExample], passes: int, batch_size: int,
                   seed: int, weights: dict[str, float] | None = None,
-                  allowed: np.ndarray | None = None) -> list[list[int]]:
+                  allowed: np.ndarray | None = None, first_pass: int = 0) -> list[list[int]]:
     """Batches of window indices for `passes` passes, each over that pass's weighted draw of the mix
-    (only the `allowed` windows, when given: those a teacher has read)."""
+    (only the `allowed` windows, when given: those a teacher has read). Passes are numbered from
+    `first_pass`, so a run that continues one of N passes draws what that one never did."""
     schedule: list[list[int]] = []
-    for pass_index in range(passes):
+    for pass_index in range(first_pass, first_pass + passes):
         chosen = pass_selection(examples, pass_index, seed, weights)
         subset = [k for k, w in enumerate(windows) for _ in range(chosen[w.example])
                   if allowed is None or allowed[k]]
@@ -369,7 +370,8 @@ def train(args: argparse.Namespace) -> Path:
                                               "lora_alpha": args.lora_alpha or 2 * args.lora_rank,
                                               "max_length": args.max_length, "stride": args.stride,
                                               "teacher": args.teacher, "soft_weight": args.soft_weight,
-                                              "temperature": args.temperature}, indent=1) + "\n")
+                                              "temperature": args.temperature,
+                                              "first_pass": args.first_pass}, indent=1) + "\n")
     windows, examples = load_windows(args, tokenizer, out)
     sample = random.Random(EVAL_SAMPLE_SEED)
     dev = load_squad(Path(args.data, "dev", "nq_qed_dev.json.gz"))
@@ -390,11 +392,12 @@ def train(args: argparse.Namespace) -> Path:
                     args.temperature, ", training on those only" if args.only_taught else "")
     passes = math.ceil(args.epochs)
     weights = source_weights(args.weight)
-    schedule = pass_schedule(windows, examples, passes, args.batch_size, args.seed, weights, allowed)
+    schedule = pass_schedule(windows, examples, passes, args.batch_size, args.seed, weights, allowed, args.first_pass)
     total_steps = args.max_steps or round(len(schedule) / passes * args.epochs)
     while total_steps > len(schedule):
         passes += 1
-        schedule = pass_schedule(windows, examples, passes, args.batch_size, args.seed, weights, allowed)
+        schedule = pass_schedule(windows, examples, passes, args.batch_size, args.seed, weights, allowed,
+                                 args.first_pass)
     steps_per_pass = len(schedule) / passes
     passes_run = total_steps / steps_per_pass  # --max-steps may end mid-pass
     schedule = schedule[:total_steps]
@@ -523,6 +526,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=float, default=0.06)
     parser.add_argument("--epochs", type=float, default=2.0, help="passes over the weighted mix")
     parser.add_argument("--max-steps", type=int, default=0, help="overrides --epochs when set")
+    parser.add_argument("--first-pass", type=int, default=0, metavar="N",
+                        help="number this run's passes from N: continuing a run of N passes (--init from it), the mix's "
+                             "next draws, with the parts of weighted files it has not seen yet")
     parser.add_argument("--limit", type=int, default=0, help="use only the first N training examples")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--threads", type=int, default=2)
