@@ -392,12 +392,14 @@ def train(args: argparse.Namespace) -> Path:
                     args.temperature, ", training on those only" if args.only_taught else "")
     passes = math.ceil(args.epochs)
     weights = source_weights(args.weight)
-    schedule = pass_schedule(windows, examples, passes, args.batch_size, args.seed, weights, allowed, args.first_pass)
+    def schedule_of(passes: int) -> list[list[int]]:
+        return pass_schedule(windows, examples, passes, args.batch_size, args.seed, weights, allowed, args.first_pass)
+
+    schedule = schedule_of(passes)
     total_steps = args.max_steps or round(len(schedule) / passes * args.epochs)
     while total_steps > len(schedule):
         passes += 1
-        schedule = pass_schedule(windows, examples, passes, args.batch_size, args.seed, weights, allowed,
-                                 args.first_pass)
+        schedule = schedule_of(passes)
     steps_per_pass = len(schedule) / passes
     passes_run = total_steps / steps_per_pass  # --max-steps may end mid-pass
     schedule = schedule[:total_steps]
