@@ -18,11 +18,12 @@ dev-F1 check uses the default (accurate) reader, and one ONNX check the accurate
   the engine abstains, so the check does not depend on the threshold.
 * `backend="onnx", quantize="int8"` changes scores a little, so it is held to agreement, not
   equality: the final answer or abstention is the same for at least `INT8_MIN_ANSWER_AGREEMENT`
-  of all seed questions (52 of 60 with the fast reader v4b, 57 with v4; v4b's
-  changes are six span boundaries among near-ties and two scores either side of the threshold), the seed-set F1 drops by at most `INT8_MAX_F1_LOSS` (one
-  question's worth; measured: +0.013 with v4b, no change with v4), and every int8 vector has a
-  cosine of at least 0.95 with its fp32 counterpart (0.98 when written). Suppressed low-confidence
-  guesses are not compared: int8 reorders near-ties among them (34 of 44 best spans agree).
+  of all seed questions (52 of 60 with the fast reader v4b, 57 with v4; v4b's changes are six
+  span boundaries among near-ties and two scores either side of the threshold), the seed-set F1
+  drops by at most `INT8_MAX_F1_LOSS` (one question's worth; measured: +0.013 with v4b, no
+  change with v4), and every int8 vector has a cosine of at least 0.95 with its fp32 counterpart
+  (0.98 when written). Suppressed low-confidence guesses are not compared: int8 reorders
+  near-ties among them (34 of 44 best spans agree).
 * `backend="onnx"` with the accurate reader (MPNet: no token-type ids) reads as the torch path does.
 * the plain embedder (no sentence-transformers import) gives the vectors sentence-transformers gives.
 * screening (the default): the accurate reader reads one or two of the four seed passages that
